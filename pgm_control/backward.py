@@ -1,0 +1,231 @@
+"""Backward messages: soft Q and V by dynamic programming (Levine 2018, §2.3–2.4, §3).
+
+With temperature α, action prior p(a|s) and V_T ≡ 0, for t = T-1 … 0::
+
+    optimistic (exact posterior):  Qₜ(s,a) = α·log Σ_s' P(s'|s,a)·exp((r(s,a,s') + Vₜ₊₁(s'))/α)
+    expected   (structured VI):    Qₜ(s,a) = Σ_s' P(s'|s,a)·(r(s,a,s') + Vₜ₊₁(s'))
+    both:                          Vₜ(s)   = α·log Σ_a p(a|s)·exp(Qₜ(s,a)/α)
+                                   πₜ(a|s) = p(a|s)·exp((Qₜ(s,a) − Vₜ(s))/α)
+
+The optimistic recursion is the log of the backward message βₜ(s) = p(O_{t:T-1} | sₜ), so
+log p(O) = log Σ p0(s)·exp(V₀(s)/α). The expected recursion is what a variational posterior
+that keeps the true dynamics can achieve; its V₀ gives the best ELBO (Levine 2018, §4).
+
+Everything is computed on scaled values (Q/α, V/α) with log-sum-exp, one batched contraction
+over (S, A, S') per step, so |r|/α up to 1e4 and horizons of thousands are stable.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from collections.abc import Iterable
+
+import torch
+
+from .mdp import TabularMDP, _check_mdp, _check_temperature
+
+__all__ = [
+    "SoftValues",
+    "soft_value_iteration",
+    "log_evidence",
+    "optimal_elbo",
+    "discounted_soft_value_iteration",
+    "DiscountedSoftValues",
+]
+
+_BACKUPS = ("optimistic", "expected")
+
+
+class SoftValues(typing.NamedTuple):
+    """Result of :func:`soft_value_iteration`.
+
+    Attributes:
+        q: soft Q, indexed as q[t, s, a], shape (T, S, A).
+        v: soft V, indexed as v[t, s], shape (T + 1, S); v[T] = 0.
+        policy: πₜ(a|s), indexed as policy[t, s, a], shape (T, S, A); rows sum to 1.
+        temperature: α.
+        backup: "optimistic" or "expected".
+    """
+
+    q: torch.Tensor
+    v: torch.Tensor
+    policy: torch.Tensor
+    temperature: float
+    backup: str
+
+    @property
+    def log_policy(self) -> torch.Tensor:
+        """log πₜ(a|s), -inf where the action prior forbids an action."""
+        return torch.log(self.policy)
+
+
+def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
+    """w[t] = 1 where O_t is observed, 0 where it is marginalised out (its factor becomes 1)."""
+    T = mdp.horizon
+    w = torch.ones(T, dtype=mdp.float_dtype, device=mdp.device)
+    if observed_steps is None:
+        return w
+    if not isinstance(observed_steps, Iterable):
+        raise TypeError("`observed_steps` must be an iterable of time steps in [0, T) or None")
+    steps = [int(t) for t in observed_steps]
+    bad = [t for t in steps if not -T <= t < T]
+    if bad:
+        raise ValueError(f"`observed_steps` must lie in [0, {T}); got {bad}")
+    w.zero_()
+    w[steps] = 1.0
+    return w
+
+
+def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None):
+    """Shared recursion for both backups. Returns scaled q/α (T,S,A) and v/α (T+1,S)."""
+    if backup not in _BACKUPS:
+        raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
+    T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
+    w = _step_weights(mdp, observed_steps)
+    r_scaled = mdp.reward / alpha  # r(s,a,s')/α, indexed as [s, a, s']
+    log_p = mdp.log_transition
+    P = mdp.transition
+    log_prior = mdp.log_action_prior
+    q = torch.empty(T, S, A, dtype=mdp.float_dtype, device=mdp.device)
+    v = torch.zeros(T + 1, S, dtype=mdp.float_dtype, device=mdp.device)
+    if backup == "optimistic":
+        kernels = {wt: _log_kernel(log_p, wt * r_scaled) for wt in set(w.tolist())}
+    for t in range(T - 1, -1, -1):
+        if backup == "optimistic":
+            q[t] = _logsumexp_matvec(*kernels[w[t].item()], log_p, w[t] * r_scaled, v[t + 1])
+        else:
+            q[t] = (P * (w[t] * r_scaled + v[t + 1])).sum(-1)  # E[(r + Vₜ₊₁)/α]
+        v[t] = torch.logsumexp(log_prior + q[t], dim=-1)
+    return q, v
+
+
+def _log_kernel(log_p: torch.Tensor, r_scaled: torch.Tensor):
+    """Split log(P·exp(r/α)) into a per-(s,a) max m and a kernel K = exp(· − m) ≤ 1."""
+    log_k = log_p + r_scaled
+    m = log_k.amax(-1)
+    return torch.exp(log_k - m[..., None]).flatten(0, 1), m
+
+
+def _logsumexp_matvec(kernel, m, log_p, r_scaled, v_tp1):
+    """log Σ_s' P(s'|s,a)·exp(r/α + Vₜ₊₁(s')), as one stabilised (S·A, S) @ (S,) product.
+
+    Rows whose sum underflows (only when values span > ~700 nats) are redone by logsumexp.
+    """
+    v_max = v_tp1.max()
+    total = (kernel @ torch.exp(v_tp1 - v_max)).view_as(m)
+    q = torch.log(total) + m + v_max
+    bad = total < 1e-280
+    if bad.any():
+        idx = bad.nonzero(as_tuple=True)
+        q[idx] = torch.logsumexp(log_p[idx] + r_scaled[idx] + v_tp1, dim=-1)
+    return q
+
+
+def soft_value_iteration(
+    mdp: TabularMDP,
+    *,
+    temperature: float = 1.0,
+    backup: str = "optimistic",
+    observed_steps: Iterable[int] | None = None,
+) -> SoftValues:
+    """Finite-horizon soft value iteration (the backward messages of the optimality PGM).
+
+    ``Qₜ(s,a) = α·log E_{s'}[exp((r + Vₜ₊₁)/α)]`` (optimistic) or ``E_{s'}[r + Vₜ₊₁]``
+    (expected); ``Vₜ(s) = α·log Σₐ p(a|s)·exp(Qₜ/α)``. Levine 2018, eqs. 9–11 and §4.
+
+    Args:
+        mdp: a :class:`TabularMDP`.
+        temperature: α > 0; p(O=1|s,a,s') = exp(r/α).
+        backup: "optimistic" (exact posterior p(a|s,O)) or "expected" (the max-ent policy a
+            guide sharing the true dynamics converges to).
+        observed_steps: condition only on these O_t (e.g. ``[T-1]`` for goal reaching); the
+            others are marginalised out. All by default.
+
+    Returns:
+        :class:`SoftValues` with q (T,S,A), v (T+1,S), policy (T,S,A), in reward units.
+    """
+    mdp = _check_mdp(mdp)
+    alpha = _check_temperature(temperature)
+    q_scaled, v_scaled = _backward(mdp, alpha, backup, observed_steps)
+    log_pi = mdp.log_action_prior + q_scaled - v_scaled[:-1, :, None]
+    return SoftValues(alpha * q_scaled, alpha * v_scaled, torch.exp(log_pi), alpha, backup)
+
+
+def log_evidence(
+    mdp: TabularMDP, *, temperature: float = 1.0, observed_steps: Iterable[int] | None = None
+) -> torch.Tensor:
+    """log p(O_{0:T-1} = 1) = log Σ_s p0(s)·exp(V₀(s)/α), optimistic backup (Levine 2018, §2.3).
+
+    Equals the log-normaliser of p(τ|O) ∝ p(τ)·exp(Σₜ r/α), and what Pyro's exact enumeration
+    of :func:`pgm_control.models.control_model` returns (see ``enumerated_log_evidence``).
+    """
+    mdp = _check_mdp(mdp)
+    alpha = _check_temperature(temperature)
+    _, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
+    return torch.logsumexp(mdp.log_initial + v_scaled[0], dim=0)
+
+
+def optimal_elbo(
+    mdp: TabularMDP, *, temperature: float = 1.0, observed_steps: Iterable[int] | None = None
+) -> torch.Tensor:
+    """The best ELBO of a guide q(τ) = p(s0)·Π P(s'|s,a)·q(a|s): Σ_s p0(s)·V₀(s)/α, expected backup.
+
+    ELBO(q) = E_q[Σₜ r/α + log p(aₜ|sₜ) − log q(aₜ|sₜ)] (Levine 2018, §4, the "line 5" objective);
+    always ≤ :func:`log_evidence`, with equality when dynamics and p0 are deterministic.
+    """
+    mdp = _check_mdp(mdp)
+    alpha = _check_temperature(temperature)
+    _, v_scaled = _backward(mdp, alpha, "expected", observed_steps)
+    return (mdp.initial * v_scaled[0]).sum()
+
+
+class DiscountedSoftValues(typing.NamedTuple):
+    """Stationary soft Q (S,A), V (S,) and policy (S,A) of the discounted expected backup."""
+
+    q: torch.Tensor
+    v: torch.Tensor
+    policy: torch.Tensor
+    iterations: int
+    residual: float
+
+
+def discounted_soft_value_iteration(
+    mdp: TabularMDP,
+    *,
+    discount: float,
+    temperature: float = 1.0,
+    tol: float = 1e-10,
+    max_iterations: int = 100_000,
+) -> DiscountedSoftValues:
+    """Infinite-horizon soft value iteration with discount γ (Levine 2018, §4.2; soft Q-learning).
+
+    ``Q(s,a) = Σ_s' P(s'|s,a)·(r(s,a,s') + γ·V(s'))``, ``V(s) = α·log Σₐ p(a|s)·exp(Q(s,a)/α)``,
+    iterated to a fixed point (a γ-contraction) until max |ΔV| < tol. ``mdp.horizon`` is ignored.
+    """
+    mdp = _check_mdp(mdp)
+    alpha = _check_temperature(temperature)
+    gamma = float(discount)
+    if not 0 <= gamma < 1:
+        raise ValueError(f"`discount` must be in [0, 1) for a contraction, got {discount}")
+    if not tol > 0:
+        raise ValueError(f"`tol` must be > 0, got {tol}")
+    P, r, log_prior = mdp.transition, mdp.reward, mdp.log_action_prior
+    r_bar = (P * r).sum(-1)  # (S, A)
+    v = torch.zeros(mdp.num_states, dtype=mdp.float_dtype, device=mdp.device)
+    residual = math.inf
+    for it in range(1, max_iterations + 1):
+        q = r_bar + gamma * torch.einsum("sax,x->sa", P, v)
+        v_new = alpha * torch.logsumexp(log_prior + q / alpha, dim=-1)
+        residual = (v_new - v).abs().max().item()
+        v = v_new
+        if residual < tol:
+            break
+    else:
+        raise RuntimeError(
+            f"discounted soft value iteration did not reach tol={tol} in {max_iterations} "
+            f"iterations (residual {residual:.3g}); raise `max_iterations` or `tol`"
+        )
+    q = r_bar + gamma * torch.einsum("sax,x->sa", P, v)
+    policy = torch.exp(log_prior + (q - v[:, None]) / alpha)
+    return DiscountedSoftValues(q, v, policy, it, residual)

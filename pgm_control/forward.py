@@ -1,0 +1,125 @@
+"""Forward messages and posterior marginals of the optimality PGM (Levine 2018, §2.5–2.6).
+
+Forward message, in log space (α₀ = p0)::
+
+    αₜ₊₁(s') = p(sₜ₊₁ = s', O_{0:t}) = Σ_{s,a} αₜ(s)·p(a|s)·P(s'|s,a)·exp(r(s,a,s')/α)
+
+Combined with the backward message βₜ(s) = exp(Vₜ(s)/α) (optimistic backup)::
+
+    p(sₜ | O) = αₜ(s)·βₜ(s) / p(O)          p(sₜ, aₜ | O) = p(sₜ | O)·πₜ(aₜ|sₜ)
+
+and the posterior dynamics — where the optimism lives —
+``p(s'|s,a,O) = P(s'|s,a)·exp((r(s,a,s') + Vₜ₊₁(s'))/α − Qₜ(s,a)/α)``.
+
+Also here: the state distribution a *given* policy induces under the true dynamics, which is
+what the analytic ELBO of a structured guide needs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .backward import _backward, _step_weights
+from .mdp import TabularMDP, _check_mdp, _check_policy, _check_temperature
+
+__all__ = [
+    "log_forward_messages",
+    "state_marginals",
+    "state_action_marginals",
+    "posterior_dynamics",
+    "policy_state_distribution",
+]
+
+
+def log_forward_messages(
+    mdp: TabularMDP, *, temperature: float = 1.0, observed_steps=None
+) -> torch.Tensor:
+    """log αₜ(s) = log p(sₜ = s, O_{0:t-1}), indexed as [t, s], shape (T + 1, S).
+
+    ``logsumexp(log_alpha[T])`` equals :func:`log_evidence` — an independent route to it.
+    """
+    mdp = _check_mdp(mdp)
+    alpha = _check_temperature(temperature)
+    w = _step_weights(mdp, observed_steps)
+    T, S = mdp.horizon, mdp.num_states
+    # joint kernel over (s, a, s') without the reward, which depends on w[t]
+    log_kernel = mdp.log_action_prior[:, :, None] + mdp.log_transition
+    r_scaled = mdp.reward / alpha
+    log_a = torch.empty(T + 1, S, dtype=mdp.float_dtype, device=mdp.device)
+    log_a[0] = mdp.log_initial
+    for t in range(T):
+        joint = log_a[t][:, None, None] + log_kernel + w[t] * r_scaled  # (S, A, S')
+        log_a[t + 1] = torch.logsumexp(joint.flatten(0, 1), dim=0)
+    return log_a
+
+
+def _log_state_posterior(mdp, alpha, observed_steps):
+    _, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
+    log_a = log_forward_messages(mdp, temperature=alpha, observed_steps=observed_steps)
+    log_joint = log_a + v_scaled  # log αₜ + log βₜ, (T+1, S)
+    log_z = torch.logsumexp(log_joint[0], dim=0)
+    return log_joint - log_z
+
+
+def state_marginals(
+    mdp: TabularMDP, *, temperature: float = 1.0, observed_steps=None, include_final: bool = False
+) -> torch.Tensor:
+    """Posterior state marginals p(sₜ | O) ∝ αₜ(s)·βₜ(s), indexed as [t, s].
+
+    Returns shape (T, S) for the decision times t = 0..T-1, or (T + 1, S) with the final
+    state s_T when ``include_final=True``. Each row sums to 1.
+    """
+    mdp = _check_mdp(mdp)
+    alpha = _check_temperature(temperature)
+    m = torch.exp(_log_state_posterior(mdp, alpha, observed_steps))
+    return m if include_final else m[:-1]
+
+
+def state_action_marginals(
+    mdp: TabularMDP, *, temperature: float = 1.0, observed_steps=None
+) -> torch.Tensor:
+    """Posterior p(sₜ, aₜ | O) = p(sₜ | O)·πₜ(aₜ|sₜ), indexed as [t, s, a], shape (T, S, A)."""
+    mdp = _check_mdp(mdp)
+    alpha = _check_temperature(temperature)
+    q_scaled, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
+    log_ps = _log_state_posterior(mdp, alpha, observed_steps)[:-1]
+    log_pi = mdp.log_action_prior + q_scaled - v_scaled[:-1, :, None]
+    return torch.exp(log_ps[:, :, None] + log_pi)
+
+
+def posterior_dynamics(
+    mdp: TabularMDP, *, temperature: float = 1.0, observed_steps=None
+) -> torch.Tensor:
+    """p(sₜ₊₁ = s' | sₜ = s, aₜ = a, O), indexed as [t, s, a, s'], shape (T, S, A, S).
+
+    ∝ P(s'|s,a)·exp((r(s,a,s') + Vₜ₊₁(s'))/α): the exact posterior tilts the dynamics toward
+    lucky outcomes. Compare with ``mdp.transition`` to see the optimism (Levine 2018, §4.1).
+    """
+    mdp = _check_mdp(mdp)
+    alpha = _check_temperature(temperature)
+    w = _step_weights(mdp, observed_steps)
+    q_scaled, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
+    logits = (
+        mdp.log_transition
+        + w[:, None, None, None] * (mdp.reward / alpha)
+        + v_scaled[1:, None, None, :]
+    )
+    return torch.exp(logits - q_scaled[..., None])
+
+
+def policy_state_distribution(mdp: TabularMDP, policy: torch.Tensor) -> torch.Tensor:
+    """dₜ(s) = q(sₜ = s) when acting with ``policy`` in the true dynamics, indexed [t, s].
+
+    ``policy`` is (T, S, A) or stationary (S, A) probabilities; returns (T + 1, S).
+    ``d₀ = p0``, ``dₜ₊₁(s') = Σ_{s,a} dₜ(s)·πₜ(a|s)·P(s'|s,a)``. Differentiable.
+    """
+    mdp = _check_mdp(mdp)
+    return _state_distribution(mdp, _check_policy(mdp, policy, "policy"))
+
+
+def _state_distribution(mdp: TabularMDP, pi: torch.Tensor) -> torch.Tensor:
+    P = mdp.transition.to(pi.dtype)
+    d = [mdp.initial.to(pi.dtype)]
+    for t in range(mdp.horizon):
+        d.append(torch.einsum("s,sa,sax->x", d[t], pi[t], P))
+    return torch.stack(d)

@@ -1,0 +1,472 @@
+"""Finite-horizon tabular MDPs: the container every exact routine and Pyro model reads.
+
+A :class:`TabularMDP` holds the true dynamics ``P[s, a, s']``, the reward ``r[s, a, s']`` (an
+``(S, A)`` reward is broadcast over next states), the initial distribution ``p0[s]``, the
+horizon ``T`` (decisions at t = 0..T-1, so trajectories hold states s_0..s_T) and the action
+prior ``p(a|s)`` that the optimality model multiplies in (uniform unless given).
+
+Inputs may be numpy arrays or torch tensors; they are stored as torch float64 (or the ``dtype``
+asked for) on the device of the transition tensor. Every check raises a ``ValueError`` or
+``TypeError`` that names the argument, so a bad table never turns into a silent NaN later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["TabularMDP", "random_mdp", "lottery_mdp", "chain_mdp"]
+
+_SUM_TOL = 1e-6
+
+
+def _as_tensor(name: str, value: Any, dtype: torch.dtype, device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        t = value.detach() if not value.requires_grad else value
+    elif isinstance(value, (np.ndarray, list, tuple, float, int)):
+        try:
+            t = torch.as_tensor(np.asarray(value, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"`{name}` must be numeric array-like; got {type(value).__name__}") from exc
+    else:
+        raise TypeError(
+            f"`{name}` must be a numpy array or torch tensor, got {type(value).__name__}"
+        )
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"`{name}` must hold real numbers, got dtype {t.dtype}")
+    return t.to(dtype=dtype, device=device)
+
+
+def _check_finite(name: str, t: torch.Tensor) -> None:
+    if not torch.isfinite(t).all():
+        bad = "NaN" if torch.isnan(t).any() else "inf"
+        idx = tuple(torch.nonzero(~torch.isfinite(t))[0].tolist())
+        raise ValueError(f"`{name}` contains {bad} (first at index {idx}); all entries must be finite")
+
+
+def _check_distribution(name: str, t: torch.Tensor, what: str) -> None:
+    _check_finite(name, t)
+    if (t < 0).any():
+        idx = tuple(torch.nonzero(t < 0)[0].tolist())
+        raise ValueError(f"`{name}` has a negative probability at index {idx}; {what} must be >= 0")
+    sums = t.sum(-1)
+    err = (sums - 1).abs()
+    if (err > _SUM_TOL).any():
+        idx = tuple(torch.nonzero(err > _SUM_TOL)[0].tolist())
+        raise ValueError(
+            f"`{name}` rows must sum to 1 over the last axis ({what}); row {idx} sums to "
+            f"{sums[idx].item():.8g}. Normalise it, e.g. `{name} / {name}.sum(-1, keepdims=True)`."
+        )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TabularMDP:
+    """A finite-horizon MDP with tabular states and actions.
+
+    Args:
+        transition: ``P[s, a, s']``, shape (S, A, S); each row ``P[s, a]`` sums to 1.
+        reward: ``r[s, a]`` (S, A) or ``r[s, a, s']`` (S, A, S); finite.
+        initial: ``p0[s]``, shape (S,), sums to 1.
+        horizon: T >= 1, the number of decisions.
+        action_prior: ``p(a|s)``, shape (S, A), rows sum to 1; uniform if None.
+        dtype: storage dtype (float64 by default); the device follows ``transition``.
+        name: a label used in reprs, plots and tables.
+        terminal: optional bool mask (S,) of absorbing terminal states (informational).
+        grid_shape: optional (rows, cols) when states are cells of a grid, for plotting.
+        desc: optional grid description (e.g. FrozenLake's map) for plotting.
+
+    The reward is always stored as ``r[s, a, s']``: under the exact posterior r(s,a,s')
+    and its average over s' give different answers (see ``from_gymnasium``).
+    """
+
+    transition: torch.Tensor
+    reward: torch.Tensor
+    initial: torch.Tensor
+    horizon: int
+    action_prior: torch.Tensor | None = None
+    dtype: dataclasses.InitVar[torch.dtype | None] = None
+    name: str = "tabular-mdp"
+    terminal: torch.Tensor | None = None
+    grid_shape: tuple[int, int] | None = None
+    desc: Any = None
+
+    def __post_init__(self, dtype):
+        tr = self.transition
+        if dtype is None:
+            dtype = tr.dtype if isinstance(tr, torch.Tensor) and tr.is_floating_point() else None
+            dtype = torch.float64 if dtype is None else dtype
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"`dtype` must be a floating torch dtype, got {dtype!r}")
+        device = tr.device if isinstance(tr, torch.Tensor) else torch.device("cpu")
+        P = _as_tensor("transition", tr, dtype, device)
+        if P.ndim != 3 or P.shape[0] != P.shape[2]:
+            raise ValueError(
+                f"`transition` must have shape (S, A, S) indexed as P[s, a, s'], got {tuple(P.shape)}"
+            )
+        S, A, _ = P.shape
+        if S < 1 or A < 1:
+            raise ValueError(f"`transition` needs at least one state and one action, got {tuple(P.shape)}")
+        _check_distribution("transition", P, "P[s, a, :] is a distribution over next states")
+
+        r = _as_tensor("reward", self.reward, dtype, device)
+        if r.shape == (S, A):
+            r = r.unsqueeze(-1).expand(S, A, S).contiguous()
+        elif r.shape != (S, A, S):
+            raise ValueError(
+                f"`reward` must have shape (S, A) = {(S, A)} or (S, A, S) = {(S, A, S)} "
+                f"to match `transition`, got {tuple(r.shape)}"
+            )
+        _check_finite("reward", r)
+
+        p0 = _as_tensor("initial", self.initial, dtype, device)
+        if p0.shape != (S,):
+            raise ValueError(f"`initial` must have shape (S,) = {(S,)}, got {tuple(p0.shape)}")
+        _check_distribution("initial", p0, "p0 is a distribution over states")
+
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)):
+            raise TypeError(f"`horizon` must be an int >= 1, got {self.horizon!r}")
+        if self.horizon < 1:
+            raise ValueError(f"`horizon` must be >= 1 (number of decisions), got {self.horizon}")
+
+        if self.action_prior is None:
+            prior = torch.full((S, A), 1.0 / A, dtype=dtype, device=device)
+        else:
+            prior = _as_tensor("action_prior", self.action_prior, dtype, device)
+            if prior.shape != (S, A):
+                raise ValueError(
+                    f"`action_prior` must have shape (S, A) = {(S, A)}, got {tuple(prior.shape)}"
+                )
+            _check_distribution("action_prior", prior, "p(.|s) is a distribution over actions")
+
+        terminal = self.terminal
+        if terminal is not None:
+            terminal = torch.as_tensor(np.asarray(terminal, dtype=bool), device=device)
+            if terminal.shape != (S,):
+                raise ValueError(f"`terminal` must be a bool mask of shape (S,), got {tuple(terminal.shape)}")
+
+        object.__setattr__(self, "transition", P)
+        object.__setattr__(self, "reward", r)
+        object.__setattr__(self, "initial", p0)
+        object.__setattr__(self, "horizon", int(self.horizon))
+        object.__setattr__(self, "action_prior", prior)
+        object.__setattr__(self, "terminal", terminal)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def num_states(self) -> int:
+        return self.transition.shape[0]
+
+    @property
+    def num_actions(self) -> int:
+        return self.transition.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.transition.device
+
+    @property
+    def float_dtype(self) -> torch.dtype:
+        return self.transition.dtype
+
+    @property
+    def log_transition(self) -> torch.Tensor:
+        """log P[s, a, s'] with -inf for impossible moves (never clamped)."""
+        return torch.log(self.transition)
+
+    @property
+    def log_action_prior(self) -> torch.Tensor:
+        """log p(a|s), shape (S, A), -inf where the prior forbids an action."""
+        return torch.log(self.action_prior)
+
+    @property
+    def log_initial(self) -> torch.Tensor:
+        return torch.log(self.initial)
+
+    @property
+    def expected_reward(self) -> torch.Tensor:
+        """r̄(s,a) = Σ_s' P(s'|s,a) r(s,a,s'), shape (S, A)."""
+        return (self.transition * self.reward).sum(-1)
+
+    @property
+    def is_deterministic(self) -> bool:
+        """True when every P[s, a] and p0 put all mass on one state."""
+        return bool((self.transition.amax(-1) == 1).all() and (self.initial.amax() == 1))
+
+    def replace(self, **changes) -> TabularMDP:
+        """A copy with some fields changed (validated again), e.g. ``mdp.replace(horizon=50)``."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields.update(changes)
+        return TabularMDP(**fields)
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> TabularMDP:
+        """The same MDP on another device and/or dtype."""
+        dtype = dtype or self.float_dtype
+        move = lambda t: t.to(device=device or self.device, dtype=dtype)
+        return TabularMDP(
+            move(self.transition), move(self.reward), move(self.initial), self.horizon,
+            move(self.action_prior), name=self.name,
+            terminal=None if self.terminal is None else self.terminal.to(device or self.device),
+            grid_shape=self.grid_shape, desc=self.desc,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return (
+            f"TabularMDP(name={self.name!r}, S={self.num_states}, A={self.num_actions}, "
+            f"T={self.horizon}, dtype={self.float_dtype}, device={self.device})"
+        )
+
+    # ------------------------------------------------------------ constructors
+    @classmethod
+    def from_gymnasium(cls, env_or_id, horizon: int, *, dtype=torch.float64, **make_kwargs):
+        """Build the exact tabular MDP of a gymnasium toy-text env from its ``P`` table.
+
+        Works for any env whose ``unwrapped`` has ``P[s][a] = [(prob, s', r, done), ...]`` and
+        Discrete spaces: FrozenLake-v1 (4x4/8x8, slippery or not), CliffWalking-v1 (slippery or
+        not), Taxi-v4.
+
+        * The reward stays r(s, a, s'). Averaging it to r(s, a) first changes the exact
+          posterior (it can then "camp" next to a goal it is paid for merely trying to reach).
+        * Duplicate next states in a row are merged (probabilities summed).
+        * States entered with ``done=True`` are terminal: absorbing, with zero reward.
+        * ``initial`` is ``unwrapped.initial_state_distrib``.
+
+        Args:
+            env_or_id: a gymnasium env instance or an id such as ``"FrozenLake-v1"``.
+            horizon: T >= 1.
+            **make_kwargs: passed to ``gymnasium.make`` when an id is given
+                (e.g. ``map_name="8x8"``, ``is_slippery=False``).
+        """
+        import gymnasium as gym
+
+        if isinstance(env_or_id, str):
+            env = gym.make(env_or_id, **make_kwargs)
+        elif make_kwargs:
+            raise TypeError("`make_kwargs` are only accepted together with an env id string")
+        else:
+            env = env_or_id
+        if not hasattr(env, "unwrapped"):
+            raise TypeError(
+                f"`env_or_id` must be a gymnasium env or an env id string, got {type(env).__name__}"
+            )
+        u = env.unwrapped
+        spaces = gym.spaces
+        if not isinstance(env.observation_space, spaces.Discrete) or not isinstance(
+            env.action_space, spaces.Discrete
+        ):
+            raise ValueError(
+                f"`env_or_id` must have Discrete observation and action spaces for a tabular MDP; "
+                f"got {env.observation_space} and {env.action_space}. Continuous envs need "
+                "a ContinuousMDP and a sampling-based method (SVI with a continuous guide, MPPI)."
+            )
+        table = getattr(u, "P", None)
+        if not isinstance(table, dict):
+            raise ValueError(
+                f"`env_or_id` ({u.__class__.__name__}) has no transition table `unwrapped.P`; "
+                "exact tabular inference needs P[s][a] = [(prob, next_state, reward, done), ...]"
+            )
+        S, A = int(env.observation_space.n), int(env.action_space.n)
+        P = np.zeros((S, A, S))
+        R = np.zeros((S, A, S))
+        terminal = np.zeros(S, dtype=bool)
+        for s in range(S):
+            for a in range(A):
+                for prob, s_next, rew, done in table[s][a]:
+                    s_next = int(s_next)
+                    # merge duplicates; keep a probability-weighted reward if they disagree
+                    total = P[s, a, s_next] + prob
+                    if total > 0:
+                        R[s, a, s_next] = (R[s, a, s_next] * P[s, a, s_next] + rew * prob) / total
+                    P[s, a, s_next] = total
+                    if done and prob > 0:
+                        terminal[s_next] = True
+        for s in np.flatnonzero(terminal):
+            P[s] = 0.0
+            P[s, :, s] = 1.0
+            R[s] = 0.0
+        initial = np.asarray(getattr(u, "initial_state_distrib", None), dtype=np.float64)
+        if initial.shape != (S,):
+            initial = np.zeros(S)
+            initial[int(env.reset(seed=0)[0])] = 1.0
+        grid_shape, desc = None, None
+        if hasattr(u, "desc") and u.desc is not None:  # FrozenLake
+            desc = np.asarray(u.desc).astype(str)
+            grid_shape = desc.shape
+        elif hasattr(u, "shape") and len(getattr(u, "shape", ())) == 2:  # CliffWalking
+            grid_shape = tuple(u.shape)
+        spec = getattr(env, "spec", None)
+        name = spec.id if spec is not None else u.__class__.__name__
+        kw = getattr(spec, "kwargs", {}) or {}
+        if "map_name" in kw:
+            name += f" {kw['map_name']}"
+        if not bool((P.max(-1) == 1).all()):
+            name += " slippery"
+        return cls(
+            P, R, initial, horizon, dtype=dtype, name=name,
+            terminal=terminal, grid_shape=grid_shape, desc=desc,
+        )  # fmt: skip
+
+
+def random_mdp(
+    num_states: int = 10,
+    num_actions: int = 4,
+    horizon: int = 15,
+    *,
+    seed: int = 0,
+    concentration: float = 1.0,
+    deterministic: bool = False,
+    reward_scale: float = 1.0,
+    reward_per_next_state: bool = True,
+    random_action_prior: bool = False,
+    dtype=torch.float64,
+) -> TabularMDP:
+    """A seeded random MDP: Dirichlet(concentration) dynamics, Normal(0, reward_scale) rewards.
+
+    With ``deterministic=True`` each (s, a) moves to one random state and the start state is
+    fixed, so the exact posterior needs no optimism fix (log p(O) = best ELBO).
+    """
+    for name, v in (("num_states", num_states), ("num_actions", num_actions)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"`{name}` must be a positive int, got {v!r}")
+    if concentration <= 0:
+        raise ValueError(f"`concentration` must be > 0, got {concentration}")
+    g = torch.Generator().manual_seed(seed)
+    S, A = num_states, num_actions
+    if deterministic:
+        nxt = torch.randint(S, (S, A), generator=g)
+        P = torch.nn.functional.one_hot(nxt, S).double()
+        p0 = torch.zeros(S, dtype=torch.float64)
+        p0[0] = 1.0
+    else:
+        gam = torch._standard_gamma(torch.full((S, A, S), float(concentration), dtype=torch.float64), g)
+        P = gam / gam.sum(-1, keepdim=True)
+        gam0 = torch._standard_gamma(torch.ones(S, dtype=torch.float64), g)
+        p0 = gam0 / gam0.sum()
+    shape = (S, A, S) if reward_per_next_state else (S, A)
+    r = reward_scale * torch.randn(shape, generator=g, dtype=torch.float64)
+    prior = None
+    if random_action_prior:
+        gp = torch._standard_gamma(torch.full((S, A), 2.0, dtype=torch.float64), g)
+        prior = gp / gp.sum(-1, keepdim=True)
+    return TabularMDP(
+        P, r, p0, horizon, prior, dtype=dtype,
+        name=f"random(S={S}, A={A}, seed={seed}{', det' if deterministic else ''})",
+    )  # fmt: skip
+
+
+def lottery_mdp(
+    *,
+    win_probability: float = 1e-4,
+    jackpot: float = 10.0,
+    ticket_price: float = 1.0,
+    horizon: int = 1,
+    dtype=torch.float64,
+) -> TabularMDP:
+    """The lecture's lottery: buying a ticket has a tiny chance of a huge reward.
+
+    States: 0 = start, 1 = won, 2 = lost, 3 = kept the money (1-3 absorbing, zero reward).
+    Actions: 0 = buy a ticket (pay ``ticket_price``; win ``jackpot`` with ``win_probability``),
+    1 = keep the money (reward 0).
+
+    With the defaults at α = 1, E[r | buy] ≈ -1 < 0, so the max-ent policy keeps the money, yet
+    the exact posterior believes it wins with probability ≈ 0.69 instead of 1e-4 and buys.
+    """
+    if not 0 < win_probability < 1:
+        raise ValueError(f"`win_probability` must be in (0, 1), got {win_probability}")
+    P = np.zeros((4, 2, 4))
+    P[0, 0, 1] = win_probability
+    P[0, 0, 2] = 1 - win_probability
+    P[0, 1, 3] = 1.0
+    for s in (1, 2, 3):
+        P[s, :, s] = 1.0
+    R = np.zeros((4, 2, 4))
+    R[0, 0, 1] = jackpot - ticket_price
+    R[0, 0, 2] = -ticket_price
+    p0 = np.array([1.0, 0, 0, 0])
+    return TabularMDP(
+        P, R, p0, horizon, dtype=dtype, name="lottery",
+        terminal=np.array([False, True, True, True]),
+    )  # fmt: skip
+
+
+def chain_mdp(num_states: int = 5, horizon: int = 6, *, slip: float = 0.0, dtype=torch.float64):
+    """A 1-D chain: action 0 moves left, 1 moves right (with prob ``slip`` the move reverses);
+    reward 1 for being in the right-most state. Small and readable, for doctests and notebooks.
+    """
+    if not 0 <= slip < 1:
+        raise ValueError(f"`slip` must be in [0, 1), got {slip}")
+    S = int(num_states)
+    if S < 2:
+        raise ValueError(f"`num_states` must be >= 2, got {num_states}")
+    P = np.zeros((S, 2, S))
+    for s in range(S):
+        left, right = max(s - 1, 0), min(s + 1, S - 1)
+        P[s, 0, left] += 1 - slip
+        P[s, 0, right] += slip
+        P[s, 1, right] += 1 - slip
+        P[s, 1, left] += slip
+    R = np.zeros((S, 2))
+    R[S - 1] = 1.0
+    p0 = np.zeros(S)
+    p0[0] = 1.0
+    return TabularMDP(P, R, p0, horizon, dtype=dtype, name=f"chain({S})", grid_shape=(1, S))
+
+
+def _check_temperature(temperature) -> float:
+    if isinstance(temperature, torch.Tensor):
+        if temperature.numel() != 1:
+            raise ValueError("`temperature` must be a scalar")
+        temperature = float(temperature)
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
+        raise TypeError(f"`temperature` must be a positive float, got {temperature!r}")
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"`temperature` (alpha) must be a finite number > 0, got {temperature}")
+    return float(temperature)
+
+
+def _check_mdp(mdp, where: str = "mdp") -> TabularMDP:
+    if not isinstance(mdp, TabularMDP):
+        hint = ""
+        if hasattr(mdp, "dynamics"):
+            hint = " A ContinuousMDP has no finite tables: use SVI or a planner instead."
+        elif hasattr(mdp, "observation_space"):
+            hint = " Wrap a gymnasium env with `TabularMDP.from_gymnasium(env, horizon)` first."
+        raise TypeError(f"`{where}` must be a TabularMDP, got {type(mdp).__name__}.{hint}")
+    return mdp
+
+
+def _check_policy(mdp: TabularMDP, policy, name: str = "policy", *, log: bool = False):
+    """Validate a (T,S,A) or stationary (S,A) policy; return (T,S,A) on the MDP's device."""
+    if not isinstance(policy, torch.Tensor):
+        try:
+            policy = torch.as_tensor(policy, dtype=mdp.float_dtype)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"`{name}` must be a tensor or array of shape (T,S,A) or (S,A)") from exc
+    if not policy.is_floating_point():
+        policy = policy.to(mdp.float_dtype)
+    policy = policy.to(mdp.device)
+    T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
+    if policy.shape == (S, A):
+        policy = policy.expand(T, S, A)
+    elif policy.shape != (T, S, A):
+        raise ValueError(
+            f"`{name}` must have shape (T, S, A) = {(T, S, A)} or stationary (S, A) = {(S, A)}, "
+            f"got {tuple(policy.shape)}"
+        )
+    if torch.isnan(policy).any():
+        raise ValueError(f"`{name}` contains NaN")
+    with torch.no_grad():
+        probs = policy.exp() if log else policy
+        if not log and (policy < 0).any():
+            raise ValueError(f"`{name}` has negative probabilities; pass probabilities q(a|s)")
+        err = (probs.sum(-1) - 1).abs().max().item()
+        if err > 1e-6:
+            kind = "log-probabilities" if log else "probabilities"
+            raise ValueError(
+                f"`{name}` rows must be {kind} of a distribution over actions (sum to 1); the "
+                f"worst row is off by {err:.3g}. Normalise with softmax / division."
+            )
+    return policy
