@@ -1,0 +1,122 @@
+"""Continuous-state, continuous-action MDPs given by vectorised torch functions.
+
+A :class:`ContinuousMDP` is what the sampling-based routes (SVI with continuous guides,
+importance sampling, MPPI) work on: ``dynamics(s, a)`` and ``reward(s, a)`` act on batches
+(..., state_dim) × (..., action_dim), so thousands of particles advance in one call.
+``dynamics`` returns the next state (deterministic) or a torch ``Distribution`` over it (a
+learned stochastic model). Actions are boxes [action_low, action_high]; the dynamics clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.distributions import Distribution
+
+__all__ = ["ContinuousMDP"]
+
+
+def _vector(name, value, dtype=torch.float64):
+    t = torch.as_tensor(value, dtype=dtype)
+    if t.ndim == 0:
+        t = t.reshape(1)
+    if t.ndim != 1:
+        raise ValueError(f"`{name}` must be a scalar or a 1-D vector, got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"`{name}` must be finite, got {t.tolist()}")
+    return t
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ContinuousMDP:
+    """A finite-horizon MDP with continuous states and actions.
+
+    Args:
+        dynamics: ``f(s, a) -> s'`` (tensor) or a ``Distribution`` over s', vectorised over
+            leading batch dims; s is (..., state_dim), a is (..., action_dim).
+        reward: ``r(s, a) -> (...)``, vectorised the same way.
+        initial: a torch ``Distribution`` over s₀ with event shape (state_dim,).
+        horizon: T >= 1.
+        action_low, action_high: bounds of the action box (scalars or (action_dim,)).
+        name: a label.
+        gym_id: the gymnasium id whose ``step`` these functions reproduce, if any.
+        env_state: ``g(state) -> env.unwrapped.state`` to start the real env from a state.
+        observe: ``o(state) -> observation`` as the gymnasium env would return it.
+        state_from_env: reads a model state off a gymnasium env's ``unwrapped``.
+    """
+
+    dynamics: Callable
+    reward: Callable
+    initial: Distribution
+    horizon: int
+    action_low: Any
+    action_high: Any
+    name: str = "continuous-mdp"
+    gym_id: str | None = None
+    env_state: Callable | None = None
+    observe: Callable | None = None
+    state_from_env: Callable | None = None
+
+    def __post_init__(self):
+        for field in ("dynamics", "reward"):
+            if not callable(getattr(self, field)):
+                raise TypeError(f"`{field}` must be a callable f(s, a) on torch tensors")
+        if not isinstance(self.initial, Distribution):
+            raise TypeError(
+                "`initial` must be a torch Distribution over s0 with event shape (state_dim,), "
+                f"e.g. Uniform(low, high).to_event(1); got {type(self.initial).__name__}"
+            )
+        if len(self.initial.event_shape) != 1:
+            raise ValueError(
+                f"`initial` must have event shape (state_dim,), got {tuple(self.initial.event_shape)};"
+                " use `.to_event(1)`"
+            )
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
+            raise ValueError(f"`horizon` must be an int >= 1, got {self.horizon!r}")
+        low = _vector("action_low", self.action_low)
+        high = _vector("action_high", self.action_high)
+        if low.shape != high.shape:
+            raise ValueError(
+                f"`action_low` {tuple(low.shape)} and `action_high` {tuple(high.shape)} must match"
+            )
+        if not (low < high).all():
+            raise ValueError("`action_low` must be < `action_high` in every dimension")
+        object.__setattr__(self, "action_low", low)
+        object.__setattr__(self, "action_high", high)
+
+    @property
+    def state_dim(self) -> int:
+        return self.initial.event_shape[0]
+
+    @property
+    def action_dim(self) -> int:
+        return self.action_low.shape[0]
+
+    def replace(self, **changes) -> ContinuousMDP:
+        """A copy with some fields changed, e.g. ``mdp.replace(horizon=30)``."""
+        return dataclasses.replace(self, **changes)
+
+    def step(self, state: torch.Tensor, action: torch.Tensor):
+        """(s', r) for a batch; s' is sampled when the dynamics are stochastic."""
+        nxt = self.dynamics(state, action)
+        if isinstance(nxt, Distribution):
+            nxt = nxt.sample()
+        return nxt, self.reward(state, action)
+
+    def __repr__(self) -> str:
+        return (
+            f"ContinuousMDP(name={self.name!r}, state_dim={self.state_dim}, "
+            f"action_dim={self.action_dim}, T={self.horizon})"
+        )
+
+
+def _check_continuous(mdp, where: str = "mdp") -> ContinuousMDP:
+    if not isinstance(mdp, ContinuousMDP):
+        hint = ""
+        if hasattr(mdp, "transition"):
+            hint = " Tabular MDPs have exact routines (soft_value_iteration, log_evidence)."
+        raise TypeError(f"`{where}` must be a ContinuousMDP, got {type(mdp).__name__}.{hint}")
+    return mdp
