@@ -4,6 +4,9 @@ Every guide takes the model's arguments and samples the same sites; ``GUIDES`` m
 name to its constructor so notebooks and tests can loop over all of them.
 """
 
-GUIDES: dict = {}
+from .continuous import CONTINUOUS_GUIDES
+from .tabular import TABULAR_GUIDES
 
-__all__ = ["GUIDES"]
+GUIDES: dict = {**TABULAR_GUIDES, **CONTINUOUS_GUIDES}
+
+__all__ = ["GUIDES", "TABULAR_GUIDES", "CONTINUOUS_GUIDES"]

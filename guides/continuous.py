@@ -1,0 +1,3 @@
+"""Continuous guide families (being written)."""
+
+CONTINUOUS_GUIDES: dict = {}

@@ -1,0 +1,3 @@
+"""Tabular guide families (being written)."""
+
+TABULAR_GUIDES: dict = {}
