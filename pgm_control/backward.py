@@ -84,41 +84,44 @@ def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None):
     T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
     w = _step_weights(mdp, observed_steps)
     r_scaled = mdp.reward / alpha  # r(s,a,s')/α, indexed as [s, a, s']
-    log_p = mdp.log_transition
     P = mdp.transition
     log_prior = mdp.log_action_prior
     q = torch.empty(T, S, A, dtype=mdp.float_dtype, device=mdp.device)
     v = torch.zeros(T + 1, S, dtype=mdp.float_dtype, device=mdp.device)
     if backup == "optimistic":
-        kernels = {wt: _log_kernel(log_p, wt * r_scaled) for wt in set(w.tolist())}
+        kernels = {wt: _tilted_kernel(P, wt * r_scaled) for wt in set(w.tolist())}
+    else:
+        r_bar = (P * r_scaled).sum(-1)  # E[r]/α, (S, A)
+        P_flat = P.flatten(0, 1)  # (S·A, S')
     for t in range(T - 1, -1, -1):
         if backup == "optimistic":
-            q[t] = _logsumexp_matvec(*kernels[w[t].item()], log_p, w[t] * r_scaled, v[t + 1])
+            q[t] = _logsumexp_matvec(*kernels[w[t].item()], P, w[t] * r_scaled, v[t + 1])
         else:
-            q[t] = (P * (w[t] * r_scaled + v[t + 1])).sum(-1)  # E[(r + Vₜ₊₁)/α]
+            q[t] = w[t] * r_bar + (P_flat @ v[t + 1]).view(S, A)  # E[(r + Vₜ₊₁)/α]
         v[t] = torch.logsumexp(log_prior + q[t], dim=-1)
     return q, v
 
 
-def _log_kernel(log_p: torch.Tensor, r_scaled: torch.Tensor):
-    """Split log(P·exp(r/α)) into a per-(s,a) max m and a kernel K = exp(· − m) ≤ 1."""
-    log_k = log_p + r_scaled
-    m = log_k.amax(-1)
-    return torch.exp(log_k - m[..., None]).flatten(0, 1), m
+def _tilted_kernel(P: torch.Tensor, r_scaled: torch.Tensor):
+    """P·exp(r/α) split as K·exp(m): m(s,a) = max reachable r/α, so that 0 ≤ K ≤ 1."""
+    reachable = P > 0
+    m = torch.where(reachable, r_scaled, -torch.inf).amax(-1)
+    shifted = torch.where(reachable, r_scaled - m[..., None], -torch.inf)
+    return (P * torch.exp(shifted)).flatten(0, 1), m
 
 
-def _logsumexp_matvec(kernel, m, log_p, r_scaled, v_tp1):
+def _logsumexp_matvec(kernel, m, P, r_scaled, v_tp1):
     """log Σ_s' P(s'|s,a)·exp(r/α + Vₜ₊₁(s')), as one stabilised (S·A, S) @ (S,) product.
 
-    Rows whose sum underflows (only when values span > ~700 nats) are redone by logsumexp.
+    Rows whose sum underflows (only when values span > ~600 nats) are redone by logsumexp.
     """
     v_max = v_tp1.max()
     total = (kernel @ torch.exp(v_tp1 - v_max)).view_as(m)
     q = torch.log(total) + m + v_max
-    bad = total < 1e-280
+    bad = total < 1e-250
     if bad.any():
         idx = bad.nonzero(as_tuple=True)
-        q[idx] = torch.logsumexp(log_p[idx] + r_scaled[idx] + v_tp1, dim=-1)
+        q[idx] = torch.logsumexp(torch.log(P[idx]) + r_scaled[idx] + v_tp1, dim=-1)
     return q
 
 

@@ -78,6 +78,8 @@ class TabularMDP:
         terminal: optional bool mask (S,) of absorbing terminal states (informational).
         grid_shape: optional (rows, cols) when states are cells of a grid, for plotting.
         desc: optional grid description (e.g. FrozenLake's map) for plotting.
+        state_to_obs: optional (S,) int map from each state to the env observation it stands
+            for, when ``from_gymnasium`` had to add copy states (see there); None = identity.
 
     The reward is always stored as ``r[s, a, s']``: under the exact posterior r(s,a,s')
     and its average over s' give different answers (see ``from_gymnasium``).
@@ -93,6 +95,7 @@ class TabularMDP:
     terminal: torch.Tensor | None = None
     grid_shape: tuple[int, int] | None = None
     desc: Any = None
+    state_to_obs: Any = None
 
     def __post_init__(self, dtype):
         tr = self.transition
@@ -154,6 +157,11 @@ class TabularMDP:
         object.__setattr__(self, "horizon", int(self.horizon))
         object.__setattr__(self, "action_prior", prior)
         object.__setattr__(self, "terminal", terminal)
+        if self.state_to_obs is not None:
+            obs = torch.as_tensor(np.asarray(self.state_to_obs, dtype=np.int64), device=device)
+            if obs.shape != (S,) or (obs < 0).any():
+                raise ValueError("`state_to_obs` must be a non-negative int array of shape (S,)")
+            object.__setattr__(self, "state_to_obs", obs)
 
     # ------------------------------------------------------------------ views
     @property
@@ -163,6 +171,17 @@ class TabularMDP:
     @property
     def num_actions(self) -> int:
         return self.transition.shape[1]
+
+    @property
+    def num_observations(self) -> int:
+        """The env's number of observations: S, less any copy states ``from_gymnasium`` added.
+
+        Copies are appended after the env's states, so ``values[..., :num_observations]`` and
+        ``policy[..., :num_observations, :]`` are indexed by the env's observation directly.
+        """
+        if self.state_to_obs is None:
+            return self.num_states
+        return int(self.state_to_obs.max().item()) + 1
 
     @property
     def device(self) -> torch.device:
@@ -210,7 +229,7 @@ class TabularMDP:
             move(self.transition), move(self.reward), move(self.initial), self.horizon,
             move(self.action_prior), name=self.name,
             terminal=None if self.terminal is None else self.terminal.to(device or self.device),
-            grid_shape=self.grid_shape, desc=self.desc,
+            grid_shape=self.grid_shape, desc=self.desc, state_to_obs=self.state_to_obs,
         )  # fmt: skip
 
     def __repr__(self) -> str:
@@ -230,7 +249,10 @@ class TabularMDP:
 
         * The reward stays r(s, a, s'). Averaging it to r(s, a) first changes the exact
           posterior (it can then "camp" next to a goal it is paid for merely trying to reach).
-        * Duplicate next states in a row are merged (probabilities summed).
+        * Duplicate next states in a row are merged (probabilities summed). Where two outcomes
+          reach the same s' with *different* rewards, s' is split into copies with identical
+          dynamics (appended after the env's states, see ``state_to_obs``), so that r(s,a,s')
+          stays deterministic and the posterior stays exact.
         * States entered with ``done=True`` are terminal: absorbing, with zero reward.
         * ``initial`` is ``unwrapped.initial_state_distrib``.
 
@@ -268,28 +290,52 @@ class TabularMDP:
                 f"`env_or_id` ({u.__class__.__name__}) has no transition table `unwrapped.P`; "
                 "exact tabular inference needs P[s][a] = [(prob, next_state, reward, done), ...]"
             )
-        S, A = int(env.observation_space.n), int(env.action_space.n)
+        n_obs, A = int(env.observation_space.n), int(env.action_space.n)
+        # Outcomes that share s' but pay different rewards (slippery CliffWalking: falling off
+        # the cliff and bumping a wall both land on the start cell) cannot be merged without
+        # changing the exact posterior, which weighs them by exp(r/α). Each extra
+        # (s', reward) pair becomes a copy of s' with identical outgoing rows, appended after
+        # the env's states; `state_to_obs` maps every state back to the env's observation.
+        copies: dict[tuple[int, float], int] = {}
+        rows = {}
+        for s in range(n_obs):
+            for a in range(A):
+                first_reward: dict[int, float] = {}  # per row: the reward s' is first paid
+                for prob, s_next, rew, done in table[s][a]:
+                    s_next, rew = int(s_next), float(rew)
+                    if prob <= 0:
+                        continue
+                    first_reward.setdefault(s_next, rew)
+                    if rew != first_reward[s_next] and (s_next, rew) not in copies:
+                        copies[(s_next, rew)] = n_obs + len(copies)
+                    rows.setdefault((s, a), []).append((prob, s_next, rew, done))
+        S = n_obs + len(copies)
+        state_to_obs = np.arange(S)
+        for (s_next, _), c in copies.items():
+            state_to_obs[c] = s_next
         P = np.zeros((S, A, S))
         R = np.zeros((S, A, S))
         terminal = np.zeros(S, dtype=bool)
-        for s in range(S):
-            for a in range(A):
-                for prob, s_next, rew, done in table[s][a]:
-                    s_next = int(s_next)
-                    # merge duplicates; keep a probability-weighted reward if they disagree
-                    total = P[s, a, s_next] + prob
-                    if total > 0:
-                        R[s, a, s_next] = (R[s, a, s_next] * P[s, a, s_next] + rew * prob) / total
-                    P[s, a, s_next] = total
-                    if done and prob > 0:
-                        terminal[s_next] = True
+        for (s, a), outcomes in rows.items():
+            paid = {}
+            for prob, s_next, rew, done in outcomes:
+                paid.setdefault(s_next, rew)
+                target = s_next if rew == paid[s_next] else copies[(s_next, rew)]
+                P[s, a, target] += prob  # duplicates with equal rewards are summed
+                R[s, a, target] = rew
+                terminal[target] |= bool(done)
+        for c in range(n_obs, S):  # a copy behaves exactly like the state it copies
+            P[c], R[c] = P[state_to_obs[c]], R[state_to_obs[c]]
+            terminal[c] = terminal[state_to_obs[c]]
         for s in np.flatnonzero(terminal):
             P[s] = 0.0
             P[s, :, s] = 1.0
             R[s] = 0.0
-        initial = np.asarray(getattr(u, "initial_state_distrib", None), dtype=np.float64)
-        if initial.shape != (S,):
-            initial = np.zeros(S)
+        initial = np.zeros(S)
+        distrib = getattr(u, "initial_state_distrib", None)
+        if distrib is not None and np.shape(distrib) == (n_obs,):
+            initial[:n_obs] = distrib
+        else:
             initial[int(env.reset(seed=0)[0])] = 1.0
         grid_shape, desc = None, None
         if hasattr(u, "desc") and u.desc is not None:  # FrozenLake
@@ -307,6 +353,7 @@ class TabularMDP:
         return cls(
             P, R, initial, horizon, dtype=dtype, name=name,
             terminal=terminal, grid_shape=grid_shape, desc=desc,
+            state_to_obs=None if S == n_obs else state_to_obs,
         )  # fmt: skip
 
 

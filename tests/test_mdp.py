@@ -1,0 +1,167 @@
+"""TabularMDP: construction from gymnasium tables, constructors, and input validation."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import pgm_control as pc
+
+GYM_CASES = [
+    ("FrozenLake-v1", {}),
+    ("FrozenLake-v1", {"is_slippery": False}),
+    ("FrozenLake-v1", {"map_name": "8x8"}),
+    ("CliffWalking-v1", {}),
+    ("CliffWalking-v1", {"is_slippery": True}),
+    ("Taxi-v4", {}),
+]
+
+
+@pytest.mark.parametrize("env_id,kwargs", GYM_CASES)
+def test_from_gymnasium_matches_table(env_id, kwargs):
+    mdp = pc.TabularMDP.from_gymnasium(env_id, 10, **kwargs)
+    env = gym.make(env_id, **kwargs)
+    u = env.unwrapped
+    n_obs, A = env.observation_space.n, env.action_space.n
+    S = mdp.num_states
+    assert mdp.num_observations == n_obs and mdp.transition.shape == (S, A, S)
+    obs = torch.arange(S) if mdp.state_to_obs is None else mdp.state_to_obs
+    torch.testing.assert_close(mdp.transition.sum(-1), torch.ones(S, A))
+    np.testing.assert_allclose(mdp.initial[:n_obs].numpy(), u.initial_state_distrib)
+    assert mdp.transition.dtype == torch.float64
+    terminal = mdp.terminal.numpy()
+    for s in range(n_obs):
+        if terminal[s]:
+            continue
+        for a in range(A):
+            expect = np.zeros(n_obs)
+            for prob, s_next, rew, _ in u.P[s][a]:
+                expect[int(s_next)] += prob
+                # some state standing for s' is reached and pays exactly this reward
+                hits = (obs == int(s_next)) & (mdp.transition[s, a] > 0)
+                assert (mdp.reward[s, a][hits] == rew).any()
+            got = torch.zeros(n_obs).index_add_(0, obs, mdp.transition[s, a])
+            np.testing.assert_allclose(got.numpy(), expect, atol=1e-12)
+    for s in np.flatnonzero(terminal):  # terminal states absorb with zero reward
+        assert (mdp.transition[s, :, s] == 1).all() and (mdp.reward[s] == 0).all()
+    for c in range(n_obs, S):  # copy states behave exactly like the state they copy
+        torch.testing.assert_close(mdp.transition[c], mdp.transition[obs[c]])
+        torch.testing.assert_close(mdp.reward[c], mdp.reward[obs[c]])
+
+
+def test_conflicting_rewards_split_keeps_posterior_exact():
+    """Slippery CliffWalking pays -1 and -100 for landing on the start cell from one (s, a).
+
+    The exact posterior weighs the two outcomes by exp(r/α), so they must stay apart: compare
+    the split MDP with a brute-force one-step computation from the gymnasium table itself.
+    """
+    mdp = pc.TabularMDP.from_gymnasium("CliffWalking-v1", 1, is_slippery=True)
+    u = gym.make("CliffWalking-v1", is_slippery=True).unwrapped
+    q = pc.soft_value_iteration(mdp, temperature=2.0).q[0]
+    for s, a in [(36, 1), (25, 2), (36, 0)]:
+        expect = 2.0 * np.log(sum(p * np.exp(r / 2.0) for p, _, r, _ in u.P[s][a]))
+        assert q[s, a].item() == pytest.approx(expect, abs=1e-12)
+
+
+def test_frozenlake_reward_stays_per_next_state():
+    """The issue's regression numbers: r(s,a,s') vs averaged r(s,a) at α = 0.1, T = 15."""
+    mdp = pc.TabularMDP.from_gymnasium("FrozenLake-v1", 15)
+    assert "slippery" in mdp.name and mdp.grid_shape == (4, 4)
+    assert pc.log_evidence(mdp, temperature=0.1).item() == pytest.approx(5.4196, abs=1e-4)
+    averaged = mdp.replace(reward=mdp.expected_reward)
+    assert pc.log_evidence(averaged, temperature=0.1).item() == pytest.approx(12.41, abs=5e-3)
+
+
+def test_cliffwalking_evidence_regression():
+    mdp = pc.TabularMDP.from_gymnasium("CliffWalking-v1", 50)
+    assert pc.log_evidence(mdp).item() == pytest.approx(-29.8087, abs=1e-4)
+
+
+def test_accepts_numpy_and_torch_and_keeps_device_dtype():
+    m1 = pc.random_mdp(4, 2, 3, seed=1)
+    m2 = pc.TabularMDP(
+        m1.transition.numpy(), m1.reward.numpy(), m1.initial.numpy(), 3, m1.action_prior
+    )
+    torch.testing.assert_close(pc.log_evidence(m1), pc.log_evidence(m2))
+    m32 = m1.to(dtype=torch.float32)
+    assert m32.transition.dtype == torch.float32
+    assert pc.log_evidence(m32).dtype == torch.float32
+    assert pc.TabularMDP(m1.transition.float(), m1.reward, m1.initial, 3).reward.dtype == (
+        torch.float32
+    )
+
+
+def test_sa_reward_is_broadcast_over_next_states():
+    m = pc.random_mdp(3, 2, 2, seed=0, reward_per_next_state=False)
+    assert m.reward.shape == (3, 2, 3)
+    torch.testing.assert_close(m.reward[..., 0], m.reward[..., 2])
+
+
+def test_random_mdp_deterministic_and_seeded():
+    a, b = pc.random_mdp(5, 3, 4, seed=3), pc.random_mdp(5, 3, 4, seed=3)
+    torch.testing.assert_close(a.transition, b.transition)
+    assert not a.is_deterministic
+    assert pc.random_mdp(5, 3, 4, seed=3, deterministic=True).is_deterministic
+
+
+def test_lottery_layout():
+    m = pc.lottery_mdp(win_probability=1e-3, jackpot=8.0)
+    assert m.transition[0, 0, 1].item() == pytest.approx(1e-3)
+    assert m.reward[0, 0, 1].item() == pytest.approx(7.0)
+    assert m.terminal.tolist() == [False, True, True, True]
+
+
+def _base():
+    return pc.random_mdp(3, 2, 2, seed=0)
+
+
+@pytest.mark.parametrize(
+    "change,exc,words",
+    [
+        (dict(transition=torch.ones(3, 2, 3)), ValueError, "`transition` rows must sum to 1"),
+        (dict(transition=torch.ones(3, 2)), ValueError, "`transition` must have shape"),
+        (dict(reward=torch.zeros(3, 3)), ValueError, "`reward` must have shape"),
+        (dict(reward=torch.full((3, 2), float("nan"))), ValueError, "`reward` contains NaN"),
+        (dict(reward=torch.full((3, 2), float("inf"))), ValueError, "`reward` contains inf"),
+        (dict(initial=torch.tensor([0.5, 0.6, -0.1])), ValueError, "`initial` has a negative"),
+        (dict(initial=torch.ones(4) / 4), ValueError, "`initial` must have shape"),
+        (dict(horizon=0), ValueError, "`horizon` must be >= 1"),
+        (dict(horizon=2.5), TypeError, "`horizon` must be an int"),
+        (dict(action_prior=torch.ones(3, 2)), ValueError, "`action_prior` rows must sum"),
+        (dict(reward="abc"), TypeError, "`reward`"),
+    ],
+)
+def test_validation_names_the_argument(change, exc, words):
+    with pytest.raises(exc, match=words.replace("(", r"\(")):
+        _base().replace(**change)
+
+
+def test_negative_transition_probability():
+    P = _base().transition.clone()
+    P[0, 0, 0] -= 0.1
+    P[0, 0, 1] += 0.1 + 0.1
+    P[0, 0, 2] -= 0.1
+    with pytest.raises(ValueError, match="`transition` has a negative probability"):
+        _base().replace(transition=P)
+
+
+def test_non_tabular_envs_are_refused():
+    with pytest.raises(ValueError, match="Discrete observation and action spaces"):
+        pc.TabularMDP.from_gymnasium("Pendulum-v1", 10)
+    with pytest.raises(TypeError, match="gymnasium env"):
+        pc.TabularMDP.from_gymnasium(object(), 10)
+    with pytest.raises(TypeError, match="must be a TabularMDP"):
+        pc.log_evidence(gym.make("FrozenLake-v1"))
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_temperature(bad):
+    with pytest.raises(ValueError, match="`temperature`"):
+        pc.soft_value_iteration(_base(), temperature=bad)
+
+
+def test_bad_backup_and_observed_steps():
+    with pytest.raises(ValueError, match="`backup`"):
+        pc.soft_value_iteration(_base(), backup="pessimistic")
+    with pytest.raises(ValueError, match="`observed_steps`"):
+        pc.log_evidence(_base(), observed_steps=[5])
