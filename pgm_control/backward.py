@@ -217,7 +217,7 @@ def discounted_soft_value_iteration(
     r_bar = (P * r).sum(-1)  # (S, A)
     v = torch.zeros(mdp.num_states, dtype=mdp.float_dtype, device=mdp.device)
     residual = math.inf
-    for it in range(1, max_iterations + 1):
+    for it in range(1, max_iterations + 1):  # noqa: B007  (`it` is reported after the loop)
         q = r_bar + gamma * torch.einsum("sax,x->sa", P, v)
         v_new = alpha * torch.logsumexp(log_prior + q / alpha, dim=-1)
         residual = (v_new - v).abs().max().item()

@@ -71,8 +71,8 @@ class ContinuousMDP:
             )
         if len(self.initial.event_shape) != 1:
             raise ValueError(
-                f"`initial` must have event shape (state_dim,), got {tuple(self.initial.event_shape)};"
-                " use `.to_event(1)`"
+                "`initial` must have event shape (state_dim,), got "
+                f"{tuple(self.initial.event_shape)}; use `.to_event(1)`"
             )
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
             raise ValueError(f"`horizon` must be an int >= 1, got {self.horizon!r}")

@@ -31,7 +31,9 @@ def _as_tensor(name: str, value: Any, dtype: torch.dtype, device) -> torch.Tenso
         try:
             t = torch.as_tensor(np.asarray(value, dtype=np.float64))
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"`{name}` must be numeric array-like; got {type(value).__name__}") from exc
+            raise TypeError(
+                f"`{name}` must be numeric array-like; got {type(value).__name__}"
+            ) from exc
     else:
         raise TypeError(
             f"`{name}` must be a numpy array or torch tensor, got {type(value).__name__}"
@@ -45,7 +47,9 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
     if not torch.isfinite(t).all():
         bad = "NaN" if torch.isnan(t).any() else "inf"
         idx = tuple(torch.nonzero(~torch.isfinite(t))[0].tolist())
-        raise ValueError(f"`{name}` contains {bad} (first at index {idx}); all entries must be finite")
+        raise ValueError(
+            f"`{name}` contains {bad} (first at index {idx}); all entries must be finite"
+        )
 
 
 def _check_distribution(name: str, t: torch.Tensor, what: str) -> None:
@@ -108,11 +112,14 @@ class TabularMDP:
         P = _as_tensor("transition", tr, dtype, device)
         if P.ndim != 3 or P.shape[0] != P.shape[2]:
             raise ValueError(
-                f"`transition` must have shape (S, A, S) indexed as P[s, a, s'], got {tuple(P.shape)}"
+                "`transition` must have shape (S, A, S) indexed as P[s, a, s'], "
+                f"got {tuple(P.shape)}"
             )
         S, A, _ = P.shape
         if S < 1 or A < 1:
-            raise ValueError(f"`transition` needs at least one state and one action, got {tuple(P.shape)}")
+            raise ValueError(
+                f"`transition` needs at least one state and one action, got {tuple(P.shape)}"
+            )
         _check_distribution("transition", P, "P[s, a, :] is a distribution over next states")
 
         r = _as_tensor("reward", self.reward, dtype, device)
@@ -149,7 +156,9 @@ class TabularMDP:
         if terminal is not None:
             terminal = torch.as_tensor(np.asarray(terminal, dtype=bool), device=device)
             if terminal.shape != (S,):
-                raise ValueError(f"`terminal` must be a bool mask of shape (S,), got {tuple(terminal.shape)}")
+                raise ValueError(
+                    f"`terminal` must be a bool mask of shape (S,), got {tuple(terminal.shape)}"
+                )
 
         object.__setattr__(self, "transition", P)
         object.__setattr__(self, "reward", r)
@@ -388,7 +397,9 @@ def random_mdp(
         p0 = torch.zeros(S, dtype=torch.float64)
         p0[0] = 1.0
     else:
-        gam = torch._standard_gamma(torch.full((S, A, S), float(concentration), dtype=torch.float64), g)
+        gam = torch._standard_gamma(
+            torch.full((S, A, S), float(concentration), dtype=torch.float64), g
+        )
         P = gam / gam.sum(-1, keepdim=True)
         gam0 = torch._standard_gamma(torch.ones(S, dtype=torch.float64), g)
         p0 = gam0 / gam0.sum()
@@ -491,7 +502,9 @@ def _check_policy(mdp: TabularMDP, policy, name: str = "policy", *, log: bool = 
         try:
             policy = torch.as_tensor(policy, dtype=mdp.float_dtype)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"`{name}` must be a tensor or array of shape (T,S,A) or (S,A)") from exc
+            raise TypeError(
+                f"`{name}` must be a tensor or array of shape (T,S,A) or (S,A)"
+            ) from exc
     if not policy.is_floating_point():
         policy = policy.to(mdp.float_dtype)
     policy = policy.to(mdp.device)

@@ -1,6 +1,5 @@
 """Soft value iteration, log p(O) and the optimal ELBO against independent routes."""
 
-import brute
 import numpy as np
 import pytest
 import torch
@@ -8,6 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pgm_control as pc
+
+import brute
 
 TINY = [
     dict(seed=0),
@@ -160,9 +161,7 @@ def test_discounted_fixed_point_matches_linear_policy_evaluation():
     pi = res.policy
     torch.testing.assert_close(pi.sum(-1), torch.ones(6))
     # soft policy evaluation by a linear solve: V = Σ π (r̄ + γ P V) − α KL(π ‖ prior)
-    r_pi = (pi * mdp.expected_reward).sum(-1) - alpha * (pi * (pi / mdp.action_prior).log()).sum(
-        -1
-    )
+    r_pi = (pi * mdp.expected_reward).sum(-1) - alpha * (pi * (pi / mdp.action_prior).log()).sum(-1)
     P_pi = torch.einsum("sa,sax->sx", pi, mdp.transition)
     v = torch.linalg.solve(torch.eye(6) - gamma * P_pi, r_pi)
     torch.testing.assert_close(res.v, v, rtol=0, atol=1e-8)

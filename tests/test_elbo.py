@@ -1,12 +1,13 @@
 """The analytic ELBO of the structured guide against brute-force sums over trajectories."""
 
-import brute
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 import pgm_control as pc
+
+import brute
 
 
 def _random_policy(T, S, A, seed, stationary=False):

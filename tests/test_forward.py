@@ -1,11 +1,12 @@
 """Forward messages, posterior marginals and posterior dynamics vs brute force and Monte Carlo."""
 
-import brute
 import numpy as np
 import pytest
 import torch
 
 import pgm_control as pc
+
+import brute
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -62,9 +63,7 @@ def test_lottery_posterior_samples_win_far_too_often():
     traj = pc.sample_posterior_trajectories(mdp, 20_000, seed=0)
     bought = traj.actions[:, 0] == 0
     win_rate = (traj.states[bought, 1] == 1).double().mean().item()
-    true_rollouts = pc.sample_trajectories(
-        mdp, pc.soft_value_iteration(mdp).policy, 20_000, seed=0
-    )
+    true_rollouts = pc.sample_trajectories(mdp, pc.soft_value_iteration(mdp).policy, 20_000, seed=0)
     true_win = (true_rollouts.states[:, 1] == 1).double().mean().item()
     assert win_rate > 0.6 and true_win < 0.01
 

@@ -6,8 +6,6 @@ import subprocess
 import sys
 import zipfile
 
-import pgm_control
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
