@@ -26,6 +26,8 @@ from .forward import (
 from .mdp import TabularMDP, chain_mdp, lottery_mdp, random_mdp
 from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
 
+from . import plotting  # noqa: E402  isort: skip
+
 # models import the core above; import them last so the package is initialised first
 from .models import control_model, enumerated_log_evidence  # noqa: E402  isort: skip
 
@@ -56,4 +58,5 @@ __all__ = [
     "sample_trajectories",
     "control_model",
     "enumerated_log_evidence",
+    "plotting",
 ]

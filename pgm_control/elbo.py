@@ -27,7 +27,7 @@ class ElboTerms(typing.NamedTuple):
     """The pieces of the structured ELBO, in nats (divided by α where rewards appear).
 
     reward: E_q[Σ r]/α. entropy: Σₜ E[H(qₜ(·|sₜ))]. cross_entropy: E_q[Σ log p(aₜ|sₜ)]
-    (0 under a uniform prior... up to the constant −T·log A). elbo = reward + entropy +
+    (exactly −T·log A under the default uniform prior). elbo = reward + entropy +
     cross_entropy.
     """
 

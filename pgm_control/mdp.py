@@ -347,11 +347,13 @@ class TabularMDP:
         else:
             initial[int(env.reset(seed=0)[0])] = 1.0
         grid_shape, desc = None, None
-        if hasattr(u, "desc") and u.desc is not None:  # FrozenLake
+        # states are grid cells only when the grid has exactly one cell per observation
+        # (FrozenLake's `desc`, CliffWalking's `shape`); Taxi's map is not its state space
+        if getattr(u, "desc", None) is not None and np.asarray(u.desc).size == n_obs:
             desc = np.asarray(u.desc).astype(str)
             grid_shape = desc.shape
-        elif hasattr(u, "shape") and len(getattr(u, "shape", ())) == 2:  # CliffWalking
-            grid_shape = tuple(u.shape)
+        elif len(getattr(u, "shape", ())) == 2 and int(np.prod(u.shape)) == n_obs:
+            grid_shape = tuple(int(x) for x in u.shape)
         spec = getattr(env, "spec", None)
         name = spec.id if spec is not None else u.__class__.__name__
         kw = getattr(spec, "kwargs", {}) or {}
@@ -429,8 +431,9 @@ def lottery_mdp(
     Actions: 0 = buy a ticket (pay ``ticket_price``; win ``jackpot`` with ``win_probability``),
     1 = keep the money (reward 0).
 
-    With the defaults at α = 1, E[r | buy] ≈ -1 < 0, so the max-ent policy keeps the money, yet
-    the exact posterior believes it wins with probability ≈ 0.69 instead of 1e-4 and buys.
+    With the defaults at α = 1, E[r | buy] ≈ −1 < 0: the max-ent policy buys with probability
+    0.27 (it only values the entropy of its choice), while the exact posterior believes a
+    ticket wins with probability ≈ 0.69 instead of 1e-4 and buys with probability 0.54.
     """
     if not 0 < win_probability < 1:
         raise ValueError(f"`win_probability` must be in (0, 1), got {win_probability}")
