@@ -1,3 +1,589 @@
-"""Tabular guide families (being written)."""
+r"""Variational families for the tabular control model :func:`pgm_control.control_model`.
 
-TABULAR_GUIDES: dict = {}
+Every family is a ``torch.nn.Module`` built as ``Guide(mdp, **options)`` and called with the
+model's signature, ``guide(mdp, *, temperature=1.0, num_particles=None, ...)``. It samples the
+model's latent sites ``s_0``, ``a_{t}``, ``s_{t+1}`` (in a ``pyro.plate("particles")`` when
+``num_particles`` is given), so it runs under Pyro's own ``SVI`` and under
+:func:`pgm_control.fit`. The structured families share the true dynamics::
+
+    q(τ) = p0(s₀) · Πₜ qₜ(aₜ|sₜ) · P(sₜ₊₁|sₜ,aₜ)
+
+so ``s_0`` and ``s_{t+1}`` are drawn from the *true* p0 and P and their log-probabilities cancel
+against the model's in the ELBO (the lecture's lines 3 → 4). Only the policy sites carry
+parameters:
+
+=========================  ==========================================================
+``"tabular"``              stationary logits θ[s, a]: q(a|s) ∝ p(a|s)·exp θ[s, a]
+``"tabular_time_varying"`` logits θ[t, s, a]: qₜ(a|s) ∝ p(a|s)·exp θ[t, s, a]
+``"neural"``               an MLP from (state features, one-hot time) to θ[t, s, ·]
+``"open_loop"``            qₜ(a) ∝ exp θ[t, a], the same for every state: a plan
+``"full_posterior"``       also learns q(s₀) and qₜ(s'|s,a); it contains p(τ|O) itself
+=========================  ==========================================================
+
+Every guide has
+
+* ``exact_elbo(mdp, temperature=...)`` — the ELBO computed exactly by a forward recursion over
+  the guide's own state distribution (differentiable; what the ``"exact"`` estimator uses),
+* ``policy()`` — qₜ(a|s) as (T, S, A) probabilities (detached),
+* ``optimum(mdp, temperature=...)`` — the best ELBO its family could reach in the limit of a
+  rich parameterisation (``optimal_elbo`` for the structured families, ``log_evidence`` for
+  ``"full_posterior"``), the yardstick of ``FitResult.gap``.
+
+Parameters live on the guide object, not in Pyro's global param store: each call announces
+them as ``param`` sites named ``"<guide name>.<parameter>"`` (exactly as Pyro does for a
+``PyroModule`` with ``module_local_params=True``), so ``pyro.infer.SVI`` and ``pyro.optim``
+find and update them, while two guides of the same family never share, and a stale store entry
+of another shape can never leak in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from pyro.poutine.runtime import effectful
+
+from pgm_control.backward import _step_weights, log_evidence, optimal_elbo
+from pgm_control.mdp import TabularMDP, _check_mdp, _check_temperature
+
+__all__ = [
+    "TabularGuide",
+    "StationaryGuide",
+    "TimeVaryingGuide",
+    "NeuralGuide",
+    "OpenLoopGuide",
+    "FullPosteriorGuide",
+    "TABULAR_GUIDES",
+    "trajectory_elbo",
+]
+
+
+def _announce_param(fullname: str, value: torch.Tensor) -> torch.Tensor:
+    """A ``param`` site for a tensor the guide owns (Pyro's module-local parameter form).
+
+    ``pyro.infer.SVI`` collects ``site["value"].unconstrained()`` from param sites and hands the
+    tensors to ``pyro.optim``; no entry is written to the global param store.
+    """
+    value.unconstrained = weakref.ref(value)
+    return effectful(type="param")(lambda *_, **__: value)(
+        fullname, constraint=constraints.real, event_dim=None, name=fullname
+    )
+
+
+class _Categorical(dist.Categorical):
+    """``Categorical(logits=...)`` that draws by inverse CDF: the same distribution, sampled
+    ~10× faster than ``torch.multinomial`` for thousands of rows (the hot path of the
+    Monte-Carlo estimators). Log-probabilities and enumeration are the parent's.
+    """
+
+    def sample(self, sample_shape=()):
+        if len(sample_shape):
+            return super().sample(sample_shape)
+        with torch.no_grad():
+            cdf = self.logits.exp().cumsum(-1)  # logits are normalised by the constructor
+            u = torch.rand(cdf.shape[:-1] + (1,), dtype=cdf.dtype, device=cdf.device)
+            idx = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
+            return idx.clamp(max=self._num_events - 1).squeeze(-1)
+
+
+def _where_finite(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """x where mask, else 0 — built so that −inf in x never turns into a NaN gradient."""
+    return torch.where(mask, x, torch.zeros_like(x))
+
+
+def trajectory_elbo(
+    mdp: TabularMDP,
+    log_policy: torch.Tensor,
+    *,
+    log_initial: torch.Tensor | None = None,
+    log_dynamics: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    observed_steps=None,
+) -> torch.Tensor:
+    """Exact ELBO of q(τ) = q(s₀)·Πₜ qₜ(aₜ|sₜ)·qₜ(sₜ₊₁|sₜ,aₜ) for the optimality model.
+
+    ``ELBO = E_q[log p0(s₀) − log q(s₀) + Σₜ (r(sₜ,aₜ,sₜ₊₁)/α + log p(aₜ|sₜ) − log qₜ(aₜ|sₜ)
+    + log P(sₜ₊₁|sₜ,aₜ) − log qₜ(sₜ₊₁|sₜ,aₜ))]`` — the lecture's line 3 — computed by a forward
+    recursion over the guide's own state distribution
+    ``dₜ₊₁(s') = Σ_{s,a} dₜ(s)·qₜ(a|s)·qₜ(s'|s,a)``.
+
+    With ``log_initial`` and ``log_dynamics`` left as None, q uses the true p0 and P, their
+    log-ratios cancel, and this is the structured ELBO of line 5 (what
+    :func:`pgm_control.policy_elbo` computes by its own code). Maximised over all three factors
+    it reaches :func:`pgm_control.log_evidence`.
+
+    Args:
+        mdp: the :class:`~pgm_control.TabularMDP` (the model's p0, P, p(a|s), r).
+        log_policy: log qₜ(a|s), indexed as [t, s, a], shape (T, S, A).
+        log_initial: log q(s₀), shape (S,); None = the true p0.
+        log_dynamics: log qₜ(s'|s,a), indexed as [t, s, a, s'], shape (T, S, A, S);
+            None = the true P.
+        temperature: α > 0.
+        observed_steps: condition only on these Oₜ, as in the model.
+
+    Returns:
+        A differentiable scalar; −inf where q puts mass on something the model forbids.
+    """
+    alpha = _check_temperature(temperature)
+    T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
+    shapes = {"log_policy": (T, S, A), "log_initial": (S,), "log_dynamics": (T, S, A, S)}
+    for name, x in zip(shapes, (log_policy, log_initial, log_dynamics)):
+        if x is not None and tuple(x.shape) != shapes[name]:
+            raise ValueError(f"`{name}` must have shape {shapes[name]}, got {tuple(x.shape)}")
+    w = _step_weights(mdp, observed_steps).to(log_policy.dtype)
+    r_scaled = mdp.reward.to(log_policy.dtype) / alpha  # indexed as r[s, a, s']
+    log_p0, log_prior, log_P = mdp.log_initial, mdp.log_action_prior, mdp.log_transition
+    P_flat = mdp.transition.reshape(S * A, S)
+    pi = log_policy.exp()
+
+    elbo = log_policy.new_zeros(())
+    forbidden = torch.zeros((), dtype=torch.bool, device=log_policy.device)
+    if log_initial is None:
+        d = [mdp.initial.to(log_policy.dtype)]
+    else:
+        q0 = log_initial.exp()
+        on = q0 > 0
+        forbidden = forbidden | (on & torch.isinf(log_p0)).any()
+        elbo = elbo + (q0 * (_where_finite(on, log_p0) - _where_finite(on, log_initial))).sum()
+        d = [q0]
+    for t in range(T):
+        occupancy = d[t][:, None] * pi[t]  # q(sₜ = s, aₜ = a), indexed [s, a]
+        if log_dynamics is None:
+            d.append(occupancy.reshape(-1) @ P_flat)
+        else:
+            joint = occupancy[:, :, None] * log_dynamics[t].exp()  # q(sₜ, aₜ, sₜ₊₁)
+            on = joint > 0
+            forbidden = forbidden | (on & torch.isinf(log_P)).any()
+            dyn = _where_finite(on, log_P) - _where_finite(on, log_dynamics[t])
+            elbo = elbo + (joint * (w[t] * r_scaled + dyn)).sum()
+            d.append(joint.sum((0, 1)))
+    # the action terms, for all t at once: Σ dₜ(s)·qₜ(a|s)·(log p(a|s) − log qₜ(a|s) [+ r̄/α])
+    occupancy = torch.stack(d[:-1])[:, :, None] * pi  # indexed [t, s, a]
+    on = occupancy > 0
+    forbidden = forbidden | (on & torch.isinf(log_prior)).any()
+    per_action = _where_finite(on, log_prior.expand_as(pi)) - _where_finite(on, log_policy)
+    if log_dynamics is None:
+        r_bar = mdp.expected_reward.to(log_policy.dtype) / alpha  # Σ_s' P·r/α, [s, a]
+        per_action = per_action + w[:, None, None] * r_bar
+    elbo = elbo + (occupancy * per_action).sum()
+    return torch.where(forbidden, torch.full_like(elbo, -torch.inf), elbo)
+
+
+class TabularGuide(torch.nn.Module):
+    """Base class of the tabular families: sampling, parameter sites and the exact ELBO.
+
+    A subclass defines ``log_policy()`` (T, S, A); the full-posterior family also overrides
+    ``log_initial(mdp)`` and ``log_dynamics(mdp)``. The sampling code below is the one place
+    the guide's sites are written, so every family samples exactly the model's sites.
+
+    Args:
+        mdp: the :class:`~pgm_control.TabularMDP` the guide is built for (fixes T, S, A).
+        name: prefix of the guide's param-site names (default: the family name).
+    """
+
+    family = "tabular-base"
+    shares_dynamics = True  # s_0 and s_{t+1} come from the true p0 and P
+    attains_optimum = False  # True where the family contains the policy that attains `optimum`
+
+    def __init__(self, mdp: TabularMDP, *, name: str | None = None):
+        super().__init__()
+        mdp = _check_mdp(mdp)
+        self.mdp = mdp
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"`name` must be a non-empty string, got {name!r}")
+        self.name = name or self.family
+
+    # ------------------------------------------------------------- the family
+    def log_policy(self) -> torch.Tensor:
+        """log qₜ(a|s), indexed as [t, s, a], shape (T, S, A); differentiable."""
+        raise NotImplementedError
+
+    def log_initial(self, mdp: TabularMDP) -> torch.Tensor:
+        """log q(s₀), shape (S,): the true p0 for the structured families."""
+        return mdp.log_initial
+
+    def log_dynamics(self, mdp: TabularMDP) -> torch.Tensor | None:
+        """log qₜ(s'|s,a), (T, S, A, S); None means the true P (shared dynamics)."""
+        return None
+
+    def policy(self) -> torch.Tensor:
+        """qₜ(a|s) as probabilities, indexed as [t, s, a], shape (T, S, A), detached."""
+        with torch.no_grad():
+            return self.log_policy().exp()
+
+    def natural_scale(self, mdp: TabularMDP | None = None) -> dict[str, torch.Tensor] | None:
+        """The diagonal w·q of each softmax table's Fisher information, by parameter name.
+
+        A row of logits θ[c, :] with probabilities q(·|c), visited with probability w(c) under
+        the guide, has Fisher information w(c)·(diag q − q qᵀ); dividing the ELBO's gradient
+        by w·q is a natural-gradient step (Kakade 2001). For the time-varying table a step of
+        1 sets ``qₜ(a|s) ∝ p(a|s)·exp Qₜ^q(s,a)``: soft policy iteration, exact after T steps
+        at any temperature. None for families without a table per context (``"neural"``).
+        """
+        return None
+
+    def _visits(self, mdp, log_pi, log_q0=None, log_qd=None) -> torch.Tensor:
+        """dₜ(s) under the guide (its own q(s₀) and qₜ(s'|s,a) when given), shape (T + 1, S)."""
+        pi = log_pi.exp()
+        d = [mdp.initial if log_q0 is None else log_q0.exp()]
+        P = mdp.transition
+        for t in range(mdp.horizon):
+            kernel = P if log_qd is None else log_qd[t].exp()
+            d.append(torch.einsum("s,sa,sax->x", d[t], pi[t], kernel))
+        return torch.stack(d)
+
+    def optimum(self, mdp: TabularMDP | None = None, *, temperature: float = 1.0) -> torch.Tensor:
+        """The exact optimum this family is measured against: ``optimal_elbo`` here."""
+        return optimal_elbo(self._match(mdp), temperature=temperature)
+
+    # ------------------------------------------------------------- the ELBO
+    def exact_elbo(
+        self,
+        mdp: TabularMDP | None = None,
+        *,
+        temperature: float = 1.0,
+        observed_steps=None,
+        optimality: str = "factor",
+        **_model_kwargs,
+    ) -> torch.Tensor:
+        """The exact ELBO of this guide against ``control_model(mdp, ...)``, differentiable.
+
+        Structured families: ``Σₜ Σ_s dₜ(s) Σ_a qₜ(a|s)·(r̄(s,a)/α + log p(a|s) − log qₜ(a|s))``
+        (:func:`trajectory_elbo`, the lecture's line 5; the same number as
+        :func:`pgm_control.policy_elbo`, by separate code). ``"full_posterior"``: the same
+        recursion with its learned q(s₀) and qₜ(s'|s,a). Announces the guide's param sites,
+        so Pyro's ``SVI`` sees the parameters when this is its loss. For
+        ``optimality="bernoulli"`` the model's
+        constant shift −(observed steps)·r_max/α is included, as in the model.
+        """
+        mdp = self._match(mdp)
+        self._announce_params()
+        elbo = trajectory_elbo(
+            mdp,
+            self.log_policy(),
+            log_initial=None if self.shares_dynamics else self.log_initial(mdp),
+            log_dynamics=self.log_dynamics(mdp),
+            temperature=temperature,
+            observed_steps=observed_steps,
+        )
+        if optimality == "bernoulli":
+            w = _step_weights(mdp, observed_steps)
+            elbo = elbo - w.sum() * mdp.reward.max() / _check_temperature(temperature)
+        elif optimality != "factor":
+            raise ValueError(f"`optimality` must be 'factor' or 'bernoulli', got {optimality!r}")
+        return elbo
+
+    # ------------------------------------------------------------- sampling
+    def forward(
+        self,
+        mdp: TabularMDP | None = None,
+        *,
+        temperature: float = 1.0,
+        num_particles: int | None = None,
+        **_model_kwargs,
+    ):
+        """Sample ``s_0, a_0, s_1, …, s_T`` — the model's signature, the model's sites.
+
+        ``temperature`` and other model arguments are accepted and ignored (the guide does not
+        need them), so ``SVI(control_model, guide, ...).step(mdp, temperature=α)`` works.
+        Returns the list of sampled states, like the model.
+        """
+        mdp = self._match(mdp)
+        self._announce_params()
+        return self._sample(mdp, num_particles, enumerate_sites=False)
+
+    def enumerated(self):
+        """This guide with every site marked for parallel enumeration (for ``TraceEnum_ELBO``).
+
+        Time steps are *not* wrapped in ``pyro.markov``: Pyro's guide-side enumeration recycles
+        markov dims and silently returns a wrong ELBO for T ≥ 4. Without it, each of the 2T + 1
+        sites needs its own tensor dim, so the estimator refuses horizons past a limit.
+        """
+        return _EnumeratedGuide(self)
+
+    def _sample(self, mdp, num_particles, *, enumerate_sites: bool):
+        T, A = mdp.horizon, mdp.num_actions
+        log_pi = self.log_policy()
+        log_q0 = self.log_initial(mdp)
+        log_qd = self.log_dynamics(mdp)
+        log_P = mdp.log_transition
+        if enumerate_sites:
+            steps, enum = range(T), {"enumerate": "parallel"}
+        else:
+            steps, enum = pyro.markov(range(T)), {}
+        plate = (
+            pyro.plate("particles", num_particles, dim=-1)
+            if num_particles is not None
+            else contextlib.nullcontext()
+        )
+        with plate:
+            s = pyro.sample("s_0", _Categorical(logits=log_q0), infer=dict(enum))
+            states = [s]
+            for t in steps:
+                # "context" names the state a site is conditioned on: the Rao-Blackwell
+                # estimator groups particles by it for its baseline b(s) (lecture: b(sₜ)).
+                ctx = {} if enumerate_sites else {"context": s}
+                a = pyro.sample(f"a_{t}", _Categorical(logits=log_pi[t, s]), infer={**enum, **ctx})
+                logits = log_P[s, a] if log_qd is None else log_qd[t, s, a]
+                ctx = {} if enumerate_sites else {"context": s * A + a}
+                s = pyro.sample(f"s_{t + 1}", _Categorical(logits=logits), infer={**enum, **ctx})
+                states.append(s)
+        return states
+
+    # ------------------------------------------------------------- plumbing
+    def _announce_params(self):
+        for pname, p in self.named_parameters():
+            _announce_param(f"{self.name}.{pname}", p)
+
+    def _match(self, mdp):
+        if mdp is None:
+            return self.mdp
+        mdp = _check_mdp(mdp)
+        own = (self.mdp.horizon, self.mdp.num_states, self.mdp.num_actions)
+        got = (mdp.horizon, mdp.num_states, mdp.num_actions)
+        if got != own:
+            raise ValueError(
+                f"this {self.family!r} guide was built for (T, S, A) = {own}; the model's `mdp` "
+                f"has {got}. Build a new guide for this MDP."
+            )
+        return mdp
+
+    def _table(self, *shape) -> torch.nn.Parameter:
+        """A zero-initialised logit table: the guide starts at the action prior."""
+        return torch.nn.Parameter(
+            torch.zeros(shape, dtype=self.mdp.float_dtype, device=self.mdp.device)
+        )
+
+    def extra_repr(self) -> str:
+        m = self.mdp
+        return f"name={self.name!r}, T={m.horizon}, S={m.num_states}, A={m.num_actions}"
+
+
+class _EnumeratedGuide:
+    """A view of a tabular guide whose sites are enumerated in parallel (see ``enumerated``)."""
+
+    def __init__(self, guide: TabularGuide):
+        self.guide = guide
+
+    def __call__(self, mdp=None, *, temperature=1.0, num_particles=None, **_model_kwargs):
+        if num_particles is not None:
+            raise ValueError(
+                "an enumerated guide sums over every trajectory; `num_particles` must be None"
+            )
+        mdp = self.guide._match(mdp)
+        self.guide._announce_params()
+        return self.guide._sample(mdp, None, enumerate_sites=True)
+
+
+class StationaryGuide(TabularGuide):
+    """``"tabular"``: one policy for every step, q(a|s) ∝ p(a|s)·exp θ[s, a], θ of shape (S, A)."""
+
+    family = "tabular"
+
+    def __init__(self, mdp: TabularMDP, *, name: str | None = None):
+        super().__init__(mdp, name=name)
+        self.logits = self._table(mdp.num_states, mdp.num_actions)  # indexed as θ[s, a]
+
+    def log_policy(self):
+        log_q = torch.log_softmax(self.mdp.log_action_prior + self.logits, dim=-1)
+        return log_q.expand(self.mdp.horizon, -1, -1)
+
+    def natural_scale(self, mdp=None):
+        mdp = self._match(mdp)
+        with torch.no_grad():
+            log_pi = self.log_policy()
+            d = self._visits(mdp, log_pi)[:-1]
+            return {"logits": (d[:, :, None] * log_pi.exp()).sum(0)}  # Σₜ dₜ(s)·q(a|s)
+
+
+class TimeVaryingGuide(TabularGuide):
+    """``"tabular_time_varying"``: qₜ(a|s) ∝ p(a|s)·exp θ[t, s, a], θ of shape (T, S, A).
+
+    Its family contains the expected-backup soft-optimal policy, so its best ELBO is
+    :func:`pgm_control.optimal_elbo` (Levine 2018, §4).
+    """
+
+    family = "tabular_time_varying"
+    attains_optimum = True
+
+    def __init__(self, mdp: TabularMDP, *, name: str | None = None):
+        super().__init__(mdp, name=name)
+        m = mdp
+        self.logits = self._table(m.horizon, m.num_states, m.num_actions)  # θ[t, s, a]
+
+    def log_policy(self):
+        return torch.log_softmax(self.mdp.log_action_prior + self.logits, dim=-1)
+
+    def natural_scale(self, mdp=None):
+        mdp = self._match(mdp)
+        with torch.no_grad():
+            log_pi = self.log_policy()
+            d = self._visits(mdp, log_pi)[:-1]
+            return {"logits": d[:, :, None] * log_pi.exp()}  # dₜ(s)·qₜ(a|s)
+
+
+class OpenLoopGuide(TabularGuide):
+    """``"open_loop"``: qₜ(a) ∝ exp θ[t, a], blind to the state — a plan, not a policy.
+
+    Under stochastic dynamics it cannot react to where it lands, so its best ELBO falls short of
+    :func:`pgm_control.optimal_elbo` (the gap measures what closing the loop is worth). It needs
+    an action prior with full support (a state-independent q cannot avoid forbidden actions).
+    """
+
+    family = "open_loop"
+
+    def __init__(self, mdp: TabularMDP, *, name: str | None = None):
+        super().__init__(mdp, name=name)
+        if (mdp.action_prior == 0).any():
+            raise ValueError(
+                "the 'open_loop' guide needs an `action_prior` with full support: a plan qₜ(a) "
+                "cannot avoid actions the prior forbids in some states"
+            )
+        self.logits = self._table(mdp.horizon, mdp.num_actions)  # indexed as θ[t, a]
+
+    def log_policy(self):
+        log_q = torch.log_softmax(self.logits, dim=-1)
+        return log_q[:, None, :].expand(-1, self.mdp.num_states, -1)
+
+    def natural_scale(self, mdp=None):
+        self._match(mdp)
+        with torch.no_grad():
+            return {"logits": torch.softmax(self.logits, dim=-1)}  # Σ_s dₜ(s)·qₜ(a) = qₜ(a)
+
+
+class NeuralGuide(TabularGuide):
+    """``"neural"``: an MLP maps (features of s, one-hot of t) to the logits of qₜ(·|s).
+
+    ``qₜ(a|s) ∝ p(a|s)·exp f([φ(s), e_t])[a]`` with φ one-hot by default. The last layer starts
+    at zero, so the guide starts at the action prior like the tables do.
+
+    Args:
+        mdp: the MDP.
+        features: φ as an (S, F) tensor (default: the (S, S) identity, i.e. one-hot states).
+        hidden: widths of the hidden layers.
+        time_input: feed a one-hot of t (a time-varying policy); False gives a stationary one.
+        seed: seeds the initial weights.
+        name: prefix of the param-site names.
+    """
+
+    family = "neural"
+
+    def __init__(
+        self,
+        mdp: TabularMDP,
+        *,
+        features: torch.Tensor | None = None,
+        hidden: tuple[int, ...] = (64,),
+        time_input: bool = True,
+        seed: int = 0,
+        name: str | None = None,
+    ):
+        super().__init__(mdp, name=name)
+        S, T, A = mdp.num_states, mdp.horizon, mdp.num_actions
+        kw = {"dtype": mdp.float_dtype, "device": mdp.device}
+        if features is None:
+            features = torch.eye(S, **kw)
+        features = torch.as_tensor(features, **kw)
+        if features.ndim != 2 or features.shape[0] != S:
+            raise ValueError(
+                f"`features` must have shape (S, F) with S = {S}, got {tuple(features.shape)}"
+            )
+        if not torch.isfinite(features).all():
+            raise ValueError("`features` must be finite")
+        hidden = tuple(int(h) for h in hidden)
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"`hidden` widths must be positive ints, got {hidden}")
+        # inputs indexed as x[t, s, :] = [φ(s), e_t]
+        phi = features[None].expand(T, -1, -1)
+        parts = [phi]
+        if time_input:
+            parts.append(torch.eye(T, **kw)[:, None, :].expand(-1, S, -1))
+        self.register_buffer("inputs", torch.cat(parts, dim=-1))
+        g = torch.Generator(device=mdp.device).manual_seed(int(seed))
+        layers, width = [], self.inputs.shape[-1]
+        for h in hidden:
+            lin = torch.nn.Linear(width, h, **kw)
+            bound = width**-0.5
+            with torch.no_grad():
+                lin.weight.uniform_(-bound, bound, generator=g)
+                lin.bias.uniform_(-bound, bound, generator=g)
+            layers += [lin, torch.nn.Tanh()]
+            width = h
+        last = torch.nn.Linear(width, A, **kw)
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+        self.net = torch.nn.Sequential(*layers, last)
+
+    def log_policy(self):
+        return torch.log_softmax(self.mdp.log_action_prior + self.net(self.inputs), dim=-1)
+
+
+class FullPosteriorGuide(TimeVaryingGuide):
+    """``"full_posterior"``: learns q(s₀) and qₜ(s'|s,a) too, instead of sharing p0 and P.
+
+    ``q(τ) = q(s₀)·Πₜ qₜ(aₜ|sₜ)·qₜ(sₜ₊₁|sₜ,aₜ)``, with ``q(s₀) ∝ p0·exp θ₀`` and
+    ``qₜ(s'|s,a) ∝ P(s'|s,a)·exp θ[t,s,a,s']`` (so it never leaves the support of p0 and P).
+    The family contains the exact posterior p(τ|O), so its best ELBO is
+    :func:`pgm_control.log_evidence` — and its learned dynamics are the *optimistic* posterior
+    dynamics (Levine 2018, §4.1): on the lottery MDP it believes it wins far more often than
+    it does. ``dynamics()`` and ``initial()`` show what it learned.
+    """
+
+    family = "full_posterior"
+    shares_dynamics = False
+
+    def __init__(self, mdp: TabularMDP, *, name: str | None = None):
+        super().__init__(mdp, name=name)
+        T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
+        self.initial_logits = self._table(S)  # indexed as θ₀[s]
+        self.dynamics_logits = self._table(T, S, A, S)  # indexed as θ[t, s, a, s']
+
+    def log_initial(self, mdp):
+        return torch.log_softmax(mdp.log_initial + self.initial_logits, dim=-1)
+
+    def log_dynamics(self, mdp):
+        return torch.log_softmax(mdp.log_transition + self.dynamics_logits, dim=-1)
+
+    def natural_scale(self, mdp=None):
+        mdp = self._match(mdp)
+        with torch.no_grad():
+            log_pi, log_q0, log_qd = (
+                self.log_policy(),
+                self.log_initial(mdp),
+                self.log_dynamics(mdp),
+            )
+            d = self._visits(mdp, log_pi, log_q0, log_qd)[:-1]
+            occupancy = d[:, :, None] * log_pi.exp()  # q(sₜ, aₜ)
+            return {
+                "logits": occupancy,
+                "initial_logits": log_q0.exp(),
+                "dynamics_logits": occupancy[..., None] * log_qd.exp(),
+            }
+
+    def optimum(self, mdp=None, *, temperature=1.0):
+        """``log_evidence``: the family holds p(τ|O), so the ELBO can reach log p(O)."""
+        return log_evidence(self._match(mdp), temperature=temperature)
+
+    def dynamics(self) -> torch.Tensor:
+        """The learned qₜ(s'|s,a), indexed as [t, s, a, s'], shape (T, S, A, S), detached."""
+        with torch.no_grad():
+            return self.log_dynamics(self.mdp).exp()
+
+    def initial(self) -> torch.Tensor:
+        """The learned q(s₀), shape (S,), detached."""
+        with torch.no_grad():
+            return self.log_initial(self.mdp).exp()
+
+
+TABULAR_GUIDES: dict = {
+    "tabular": StationaryGuide,
+    "tabular_time_varying": TimeVaryingGuide,
+    "neural": NeuralGuide,
+    "open_loop": OpenLoopGuide,
+    "full_posterior": FullPosteriorGuide,
+}

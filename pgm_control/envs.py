@@ -16,7 +16,7 @@ from pyro.distributions import Uniform
 
 from .continuous import ContinuousMDP
 
-__all__ = ["pendulum", "mountain_car_continuous", "angle_normalize"]
+__all__ = ["pendulum", "mountain_car_continuous", "angle_normalize", "evaluate_policy"]
 
 
 def angle_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -60,9 +60,10 @@ def pendulum(
 
 
 def mountain_car_continuous(horizon: int = 999, *, dtype=torch.float64, initial=None):
-    """MountainCarContinuous-v0: state (x, ẋ), force in [-1, 1]; reward −0.1·u² (u unclipped, as in gymnasium) plus 100 when
-    the step ends at x ≥ 0.45 with ẋ ≥ 0 (where the env terminates; the model just keeps stepping, which
-    only makes arriving earlier worth more to a planner).
+    """MountainCarContinuous-v0: state (x, ẋ), force in [-1, 1]; reward −0.1·u² (u unclipped,
+    as in gymnasium) plus 100 when the step ends at x ≥ 0.45 with ẋ ≥ 0 (where the env
+    terminates; the model just keeps stepping, which only makes arriving earlier worth more
+    to a planner).
 
     ``initial`` defaults to the env's reset distribution, x ~ U(−0.6, −0.4), ẋ = 0.
     """
@@ -95,3 +96,88 @@ def mountain_car_continuous(horizon: int = 999, *, dtype=torch.float64, initial=
         observe=lambda s: s,
         state_from_env=lambda u: torch.as_tensor(np.asarray(u.state, dtype=np.float64)),
     )  # fmt: skip
+
+
+_TWINS = {"Pendulum-v1": pendulum, "MountainCarContinuous-v0": mountain_car_continuous}
+
+
+def evaluate_policy(
+    env,
+    policy,
+    *,
+    episodes: int = 10,
+    seed: int = 0,
+    initial_state=None,
+    steps: int | None = None,
+) -> np.ndarray:
+    """Returns of a continuous policy in the *real* gymnasium env, one per episode.
+
+    Each step reads the model state off ``env.unwrapped`` (``mdp.state_from_env``) and calls
+    ``policy(state, t)`` with a (state_dim,) float64 tensor; a fitted guide's ``act`` fits
+    (its deterministic action c + h·tanh(μ)). Episodes start from ``env.reset`` — seeded
+    once with ``seed``, so the starts are successive draws of the reset distribution — or,
+    if ``initial_state`` is given, from that state written into ``env.unwrapped.state``
+    after the reset (e.g. the pendulum hanging at rest, (π, 0)).
+
+    Args:
+        env: a gymnasium id with a twin here ("Pendulum-v1", "MountainCarContinuous-v0") or a
+            :class:`ContinuousMDP` with ``gym_id``, ``env_state`` and ``state_from_env``.
+        policy: ``policy(state, t) -> action`` (action_dim,), tensor or array; an object with
+            an ``act`` method (a fitted continuous guide) is used through ``policy.act``.
+        episodes: number of episodes.
+        seed: seed of the first reset.
+        initial_state: a fixed start state (state_dim,), or None for reset draws.
+        steps: episode length; defaults to the env's own time limit (200 for the pendulum).
+
+    Returns:
+        (episodes,) numpy array of undiscounted returns Σₜ rₜ as the env reports them.
+    """
+    import gymnasium
+
+    if isinstance(env, str):
+        if env not in _TWINS:
+            raise ValueError(f"no torch twin for env id {env!r}; known: {sorted(_TWINS)}")
+        mdp = _TWINS[env]()
+    elif isinstance(env, ContinuousMDP):
+        mdp = env
+        if mdp.gym_id is None or mdp.env_state is None or mdp.state_from_env is None:
+            raise ValueError(
+                "`env` must carry gym_id, env_state and state_from_env to run in gymnasium"
+            )
+    else:
+        raise TypeError(f"`env` must be a gymnasium id or a ContinuousMDP, got {env!r}")
+    policy = getattr(policy, "act", policy)
+    if not callable(policy):
+        raise TypeError("`policy` must be callable(state, t) -> action")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"`episodes` must be an int >= 1, got {episodes!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"`steps` must be an int >= 1 or None, got {steps!r}")
+    if initial_state is not None:
+        initial_state = torch.as_tensor(initial_state, dtype=torch.float64)
+        if initial_state.shape != (mdp.state_dim,):
+            raise ValueError(
+                f"`initial_state` must have shape ({mdp.state_dim},), "
+                f"got {tuple(initial_state.shape)}"
+            )
+    kwargs = {} if steps is None else {"max_episode_steps": steps}
+    gym_env = gymnasium.make(mdp.gym_id, **kwargs)
+    returns = np.zeros(episodes)
+    try:
+        for k in range(episodes):
+            gym_env.reset(seed=seed if k == 0 else None)
+            if initial_state is not None:
+                gym_env.unwrapped.state = mdp.env_state(initial_state)
+            t, done = 0, False
+            while not done:
+                state = mdp.state_from_env(gym_env.unwrapped)
+                with torch.no_grad():
+                    action = policy(state, t)
+                action = np.asarray(torch.as_tensor(action).detach(), dtype=np.float32)
+                _, r, terminated, truncated, _ = gym_env.step(action.reshape(mdp.action_dim))
+                returns[k] += float(r)
+                done = terminated or truncated
+                t += 1
+    finally:
+        gym_env.close()
+    return returns

@@ -1,12 +1,22 @@
 """The ``pgm-control`` command: its numbers are the library's, bad input exits with status 2."""
 
+import math
 import re
+import warnings
 
+import gymnasium as gym
+import numpy as np
+import pyro.distributions as dist
 import pytest
 import torch
 
 import pgm_control as pc
-from pgm_control import cli
+from pgm_control import cli, envs
+from pgm_control.importance import WeightDegeneracyWarning, importance_posterior
+from pgm_control.mppi import MPPI, run_episode
+from pgm_control.svi import fit
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _value(out: str, label: str) -> float:
@@ -83,10 +93,18 @@ def test_help_lists_the_subcommands(capsys):
         cli.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "demo" in out and "exact" in out
+    for command in ("demo", "exact", "fit", "plan"):  # one line each under "commands:"
+        assert re.search(rf"^    {command}\s+\S", out, flags=re.M), command
     with pytest.raises(SystemExit):
         cli.main(["demo", "--help"])
     assert "--temperature" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("tabular_time_varying", "gaussian_mlp", "rao_blackwell"))
+    with pytest.raises(SystemExit):
+        cli.main(["plan", "--help"])
+    assert "pendulum: --horizon 30 --temperature 1.0 --method mppi" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -144,3 +162,176 @@ def test_subcommand_registry_is_the_extension_point(monkeypatch, capsys):
     monkeypatch.setitem(cli.SUBCOMMANDS, "echo", register_echo)
     assert cli.main(["echo", "--env", "lottery"]) == 0
     assert "lottery" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- fit
+@pytest.mark.parametrize("guide", ["tabular_time_varying", "full_posterior"])
+def test_fit_prints_the_library_numbers(guide, tmp_path, capsys):
+    png = tmp_path / "fit.png"
+    argv = "fit --env chain -T 4 --temperature 1 --estimator exact --steps 3 --no-progress"
+    argv = [*argv.split(), "--guide", guide, "--plot", str(png)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert png.read_bytes().startswith(PNG)
+
+    mdp = pc.chain_mdp(horizon=4)
+    res = fit(mdp, guide, estimator="exact", steps=3, temperature=1.0, seed=0, progress=False)
+    log_z = pc.log_evidence(mdp, temperature=1.0).item()
+    # the optimum by an independent route: exact message passing
+    optimum = log_z if guide == "full_posterior" else pc.optimal_elbo(mdp).item()
+    expected = {
+        "final ELBO": res.elbo[-1],
+        "exact ELBO of the guide": res.exact_elbo,
+        "exact optimum": optimum,
+        "gap": optimum - res.exact_elbo,
+        "log p(O)": log_z,
+        "P(goal at T)": pc.policy_state_distribution(mdp, res.policy)[-1, -1].item(),
+        "steps": len(res.elbo),
+    }
+    for label, value in expected.items():
+        assert _value(out, label) == pytest.approx(value, rel=1e-5, abs=1e-9), label
+    assert f"guide {guide}, estimator exact, optimizer " in out
+
+
+def test_fit_on_the_pendulum(tmp_path, capsys):
+    png = tmp_path / "fit.png"
+    argv = "fit --env pendulum -T 3 --steps 2 --num-particles 4 --lr 0.01 --no-progress"
+    argv = [*argv.split(), "--plot", str(png)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert png.read_bytes().startswith(PNG)
+    mdp = envs.pendulum(3)
+    res = fit(
+        mdp,
+        "gaussian_mlp",
+        steps=2,
+        num_particles=4,
+        optimizer="adam",
+        lr=0.01,
+        temperature=1.0,
+        seed=0,
+        progress=False,
+    )
+    assert _value(out, "final ELBO") == pytest.approx(res.elbo[-1], rel=1e-5)
+    start = torch.tensor([math.pi, 0.0])
+    ret = envs.evaluate_policy(
+        mdp, lambda s, t: res.guide.act(s, t), episodes=1, initial_state=start, steps=3
+    )
+    assert _value(out, "return in Pendulum-v1") == pytest.approx(ret[0], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--guide", "foo"],
+            "unknown guide 'foo'; for the tabular env FrozenLake-v1 choose one "
+            "of: tabular, tabular_time_varying, neural, open_loop, full_posterior",
+        ),
+        (["--guide", "gaussian_mlp"], "is for continuous envs"),
+        (["--estimator", "bogus"], "choose one of: exact, enum, score, rao_blackwell"),
+        (["--estimator", "reparam"], "'reparam' is for continuous envs"),
+        (["--env", "pendulum", "--estimator", "exact"], "choose one of: reparam, score"),
+        (["--env", "pendulum", "--guide", "neural"], "gaussian_mlp, open_loop_normal"),
+        (["--estimator", "score", "--optimizer", "lbfgs"], "LBFGS needs a deterministic"),
+    ],
+)
+def test_fit_bad_names_exit_with_status_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["fit", *argv, "--steps", "1", "--no-progress"])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- plan
+def test_plan_compares_importance_sampling_with_the_exact_posterior(tmp_path, capsys):
+    png = tmp_path / "plan.png"
+    argv = [*"plan --env chain -T 4 --temperature 1 -K 2000 --seed 3".split(), "--plot", str(png)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert png.read_bytes().startswith(PNG)
+    mdp = pc.chain_mdp(horizon=4)
+    res = importance_posterior(mdp, 0, horizon=4, num_samples=2000, temperature=1.0, seed=3)
+    exact = pc.soft_value_iteration(mdp, temperature=1.0, backup="optimistic")
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()}
+    for a, name in enumerate(["left", "right"]):
+        p_is, p_exact, _, shown_name = rows[f"a0={a}"]
+        assert float(p_is) == pytest.approx(res.first_action[a].item(), rel=1e-5)
+        assert float(p_exact) == pytest.approx(exact.policy[0, 0, a].item(), rel=1e-5)
+        # an independent route: 2000 samples land close to the exact posterior
+        assert float(p_is) == pytest.approx(float(p_exact), abs=0.05)
+        assert shown_name == name
+    assert _value(out, "ESS") == pytest.approx(res.ess, abs=0.05)
+    assert _value(out, "log p^(O|s0)") == pytest.approx(res.log_evidence, rel=1e-5)
+    assert _value(out, "log p(O|s0)") == pytest.approx(pc.log_evidence(mdp).item(), rel=1e-5)
+
+
+def test_plan_runs_mppi_in_gymnasium(tmp_path, capsys):
+    png = tmp_path / "swing.png"
+    argv = "plan --env pendulum -T 5 -K 16 --steps 4 --seed 1 --no-progress"
+    argv = [*argv.split(), "--plot", str(png)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert png.read_bytes().startswith(PNG)
+    mdp = envs.pendulum(5)
+    controller = MPPI(mdp, horizon=5, num_samples=16, temperature=1.0, noise_scale=1.0, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WeightDegeneracyWarning)
+        episode = run_episode(
+            gym.make("Pendulum-v1"),
+            controller.act,
+            steps=4,
+            seed=1,
+            mdp=mdp,
+            initial_state=[math.pi, 0.0],
+        )
+    assert _value(out, "return") == pytest.approx(episode.total_return, rel=1e-6)
+    assert _value(out, "steps") == 4
+    assert _value(out, "ms per step") > 0
+    assert _value(out, "median ESS") == pytest.approx(np.median(controller.ess_history), abs=0.05)
+    theta = abs(math.remainder(episode.states[-1, 0], 2 * math.pi))
+    assert _value(out, "final |theta|") == pytest.approx(theta, rel=1e-2)
+
+
+def test_plan_importance_sampling_on_the_pendulum(capsys):
+    argv = ["plan", "--env", "pendulum", "--method", "is", "-T", "5", "-K", "64", "--sigma", "0.5"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    mdp = envs.pendulum(5)
+    sigma = torch.tensor([0.5])
+    res = importance_posterior(
+        mdp,
+        torch.tensor([math.pi, 0.0]),
+        horizon=5,
+        num_samples=64,
+        temperature=1.0,
+        seed=0,
+        action_prior=dist.Normal(torch.zeros(1), sigma).to_event(1),
+    )
+    assert _value(out, "ESS") == pytest.approx(res.ess, abs=0.05)
+    assert _value(out, "log p^(O|s0)") == pytest.approx(res.log_evidence, rel=1e-5)
+    assert "wrote" not in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--method", "mppi"], "MPPI plans continuous actions"),
+        (["--steps", "3"], "--steps applies to continuous envs"),
+        (["--env", "pendulum", "--method", "is", "--rho", "0.5"], "applies to --method mppi"),
+        (["--method", "bogus"], "invalid choice: 'bogus'"),
+        (["--env", "pendulum:no_such_option=1"], "cannot build environment"),
+    ],
+)
+def test_plan_bad_input_exits_with_status_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["plan", *argv, "--no-progress"])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_continuous_envs_are_refused_by_exact_inference(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["exact", "--env", "Pendulum-v1"])
+    assert exc.value.code == 2
+    assert "'pendulum' is a continuous-control env" in capsys.readouterr().err

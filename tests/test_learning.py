@@ -1,0 +1,159 @@
+"""Learned models against independent routes: the true FrozenLake table, Pyro's MAP of the
+Dirichlet–Categorical model (AutoDelta), held-out transitions of the real Pendulum."""
+
+import gymnasium as gym
+import pyro
+import pytest
+import torch
+from pyro.infer import SVI, Trace_ELBO
+from pyro.infer.autoguide import AutoDelta
+
+from pgm_control import TabularMDP, soft_value_iteration
+from pgm_control.continuous import ContinuousMDP
+from pgm_control.importance import importance_posterior
+from pgm_control.learning import (
+    GaussianDynamicsFit,
+    Transitions,
+    collect_transitions,
+    evaluate_tabular_policy,
+    fit_gaussian_dynamics,
+    fit_tabular_model,
+    tabular_dynamics_model,
+)
+from pgm_control.mppi import MPPI
+
+
+@pytest.fixture(scope="module")
+def lake():
+    env = gym.make("FrozenLake-v1", map_name="4x4", is_slippery=True)
+    return env, collect_transitions(env, None, steps=6000, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def pendulum_fit():
+    env = gym.make("Pendulum-v1")
+    data = collect_transitions(env, None, steps=2000, seed=0, progress=False)
+    return env, fit_gaussian_dynamics(data, hidden=(32, 32), steps=400, seed=0, progress=False)
+
+
+def test_collect_transitions(lake):
+    env, data = lake
+    assert isinstance(data, Transitions) and len(data) == 6000
+    assert data.states.dtype == data.actions.dtype == torch.long
+    assert data.episode_start[0] and data.episode_start.sum() > 100
+    # an episode starts right after every terminal step, and at FrozenLake's start state
+    ends = (data.terminated | ~data.episode_start.roll(-1))[:-1]
+    assert (data.episode_start[1:] >= data.terminated[:-1]).all() and ends.any()
+    assert (data.states[data.episode_start] == 0).all()
+    again = collect_transitions(env, None, steps=50, seed=0, progress=False)
+    assert torch.equal(again.actions, data.actions[:50])
+    with pytest.raises(ValueError, match="steps"):
+        collect_transitions(env, None, steps=0, seed=0)
+    with pytest.raises(TypeError, match="env"):
+        collect_transitions(42, None, steps=5, seed=0)
+
+
+def test_tabular_counts_recover_the_true_frozen_lake(lake):
+    env, data = lake
+    true = TabularMDP.from_gymnasium(env, 20)
+    learned = fit_tabular_model(data, 16, 4, 20, estimate="map")
+    assert isinstance(learned, TabularMDP)
+    assert torch.equal(learned.terminal, true.terminal)  # holes and the goal, from `terminated`
+    n = torch.zeros(16, 4)
+    n.index_put_((data.states, data.actions), torch.ones(len(data)), accumulate=True)
+    seen = n >= 100
+    err = (learned.transition - true.transition).abs().amax(-1)
+    # the MLE of each row is within ~4 standard errors √(p(1−p)/n) ≤ 0.5/√n of the truth
+    assert (err[seen] < 2.0 / n[seen].sqrt()).all()
+    # rewards are learned on the transitions seen (reaching the goal pays 1)
+    observed = torch.zeros(16, 4, 16, dtype=torch.bool)
+    observed[data.states, data.actions, data.next_states] = True
+    torch.testing.assert_close(learned.reward[observed], true.reward[observed])
+    assert (learned.reward[~observed] == 0).all()
+    torch.testing.assert_close(learned.initial, true.initial)  # every episode starts in state 0
+
+
+def test_closed_form_map_equals_pyro_autodelta_map():
+    g = torch.Generator().manual_seed(1)
+    S, A, N, c = 3, 2, 60, 2.5
+    s = torch.randint(S, (N,), generator=g)
+    a = torch.randint(A, (N,), generator=g)
+    s2 = torch.randint(S, (N,), generator=g)
+    data = Transitions(
+        s, a, torch.zeros(N), s2, torch.zeros(N, dtype=torch.bool), torch.zeros(N, dtype=torch.bool)
+    )
+    closed = fit_tabular_model(data, S, A, 1, estimate="map", concentration=c).transition
+    guide = AutoDelta(tabular_dynamics_model)
+    svi = SVI(tabular_dynamics_model, guide, pyro.optim.Adam({"lr": 0.1}), Trace_ELBO())
+    for _ in range(150):
+        svi.step(s, a, s2, S, A, concentration=c)
+    torch.testing.assert_close(guide.median()["P"], closed, atol=1e-3, rtol=0)
+    mean = fit_tabular_model(data, S, A, 1, estimate="mean", concentration=c).transition
+    counts = torch.zeros(S, A, S)
+    counts.index_put_((s, a, s2), torch.ones(N), accumulate=True)
+    torch.testing.assert_close(mean, (counts + c) / (counts.sum(-1, keepdim=True) + S * c))
+
+
+def test_learned_lake_policy_runs_in_the_real_env(lake):
+    env, data = lake
+    learned = fit_tabular_model(data, 16, 4, 100)
+    pi = soft_value_iteration(learned, temperature=1e-3, backup="expected").policy
+    returns = evaluate_tabular_policy(env, pi, episodes=100, seed=0)
+    uniform = evaluate_tabular_policy(env, torch.full((16, 4), 0.25), episodes=100, seed=0)
+    assert returns.shape == (100,) and returns.mean() > uniform.mean() + 0.2
+    assert (evaluate_tabular_policy(env, pi, episodes=100, seed=0) == returns).all()
+
+
+def test_gaussian_dynamics_predicts_held_out_pendulum_transitions(pendulum_fit):
+    env, fit = pendulum_fit
+    assert isinstance(fit, GaussianDynamicsFit) and fit.losses[-50:].mean() < fit.losses[:50].mean()
+    fit_gaussian_dynamics(fit.transitions, hidden=(4,), steps=2, progress=False)
+    assert len(pyro.get_param_store()) == 0  # parameters live in the module, not the store
+    test = collect_transitions(env, None, steps=300, seed=7, progress=False)
+    mean, scale = fit.predict(test.states, test.actions)
+    delta = test.next_states - test.states
+    mse = (mean[:, :3] - delta).pow(2).mean(0)
+    assert (mse < 0.05 * delta.pow(2).mean(0)).all()  # far better than "nothing changes"
+    reward_mse = (mean[:, 3] - test.rewards).pow(2).mean()
+    assert reward_mse < 0.1 * test.rewards.var()
+    assert scale.shape == (4,) and (scale > 0).all()
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_learned_mdp_runs_importance_sampling_and_mppi_unchanged(pendulum_fit, stochastic):
+    _, fit = pendulum_fit
+    mdp = fit.to_mdp(8, action_low=-2.0, action_high=2.0, stochastic=stochastic)
+    assert isinstance(mdp, ContinuousMDP) and mdp.state_dim == 3 and mdp.action_dim == 1
+    s = torch.tensor([-1.0, 0.0, 0.0])
+    nxt = mdp.dynamics(s, torch.zeros(5, 1))
+    assert isinstance(nxt, torch.distributions.Distribution) == stochastic
+    r = importance_posterior(mdp, s, horizon=8, num_samples=32, temperature=5.0, seed=0)
+    assert r.plan.shape == (8, 1) and torch.isfinite(r.log_weights).all()
+    if stochastic:  # next states are the model's own draws: weights are still exp(Σ r/α)
+        torch.testing.assert_close(r.log_weights, r.returns / 5.0, rtol=0, atol=1e-12)
+    ctrl = MPPI(mdp, horizon=8, num_samples=32, temperature=1.0, noise_scale=1.0, seed=0)
+    assert ctrl.act(s).shape == (1,)
+    assert mdp.initial.sample().shape == (3,)
+
+
+def test_bad_inputs_raise_clear_errors(lake, pendulum_fit):
+    _, data = lake
+    with pytest.raises(ValueError, match="estimate"):
+        fit_tabular_model(data, 16, 4, 10, estimate="mode")
+    with pytest.raises(ValueError, match="concentration"):
+        fit_tabular_model(data, 16, 4, 10, concentration=0.0)
+    with pytest.raises(ValueError, match="concentration"):
+        fit_tabular_model(data, 16, 4, 10, estimate="map", concentration=0.5)
+    with pytest.raises(ValueError, match="states"):
+        fit_tabular_model(data, 8, 4, 10)
+    with pytest.raises(ValueError, match="num_actions"):
+        fit_tabular_model(data, 16, 0, 10)
+    with pytest.raises(TypeError, match="transitions"):
+        fit_tabular_model("data", 16, 4, 10)
+    with pytest.raises(ValueError, match="Box"):
+        fit_gaussian_dynamics(data)
+    _, fit = pendulum_fit
+    with pytest.raises(ValueError, match="steps"):
+        fit_gaussian_dynamics(fit.transitions, steps=0)
+    with pytest.raises(ValueError, match="policy"):
+        evaluate_tabular_policy(lake[0], torch.ones(4), episodes=1)

@@ -1,0 +1,205 @@
+"""MPPI as receding-horizon importance sampling: its control cost comes out of the
+prior/proposal ratio, its iterations target the same (closed-form) posterior, it swings up."""
+
+import math
+
+import gymnasium as gym
+import pyro.distributions as dist
+import pytest
+import torch
+
+from pgm_control.continuous import ContinuousMDP
+from pgm_control.envs import angle_normalize, pendulum
+from pgm_control.importance import WeightDegeneracyWarning, importance_posterior
+from pgm_control.mppi import MPPI, AutoregressiveNormal, DiagonalNormal, Episode, run_episode
+
+pytestmark = pytest.mark.filterwarnings("ignore::pgm_control.importance.WeightDegeneracyWarning")
+
+
+@pytest.mark.parametrize("family", ["torch Normal", "DiagonalNormal"])
+def test_control_cost_comes_out_of_the_prior_proposal_ratio(family):
+    """log w = Σr/λ + log p(v) − log q(v) = Σr/λ − Σₜ Uₜᵀ Σ⁻¹ εₜ − ½ Σₜ Uₜᵀ Σ⁻¹ Uₜ.
+
+    MPPI's weight with its control cost λ·Uᵀ Σ⁻¹ ε (Williams et al. 2017, Alg. 2).
+    """
+    mdp = pendulum(12)
+    lam, H, K = 0.7, 12, 64
+    sigma = torch.tensor([0.8])
+    U = torch.linspace(-1.5, 1.5, H)[:, None]  # a nonzero plan
+    if family == "torch Normal":
+        prior = dist.Normal(torch.zeros(1), sigma).to_event(1)
+        proposal = dist.Normal(U, sigma).to_event(2)
+    else:
+        prior = DiagonalNormal(torch.zeros(1), sigma)
+        proposal = AutoregressiveNormal(U, sigma, 0.0)
+    r = importance_posterior(
+        mdp, torch.tensor([3.0, 0.5]), horizon=H, num_samples=K, temperature=lam,
+        proposal=proposal, action_prior=prior, seed=0,
+    )  # fmt: skip
+    eps = r.actions - U
+    control_cost = lam * (U * eps / sigma**2).sum((-1, -2))  # pytorch_mppi's λ·Uᵀ Σ⁻¹ ε
+    constant = 0.5 * (U**2 / sigma**2).sum()
+    torch.testing.assert_close(
+        r.log_weights, r.returns / lam - control_cost / lam - constant, rtol=0, atol=1e-10
+    )
+    # hence the same normalised weights as MPPI's exp(−(S + λ Uᵀ Σ⁻¹ ε)/λ) with cost S = −Σr
+    cost = -r.returns + control_cost
+    torch.testing.assert_close(r.weights, torch.softmax(-cost / lam, 0), rtol=0, atol=1e-12)
+
+
+def test_controller_weights_carry_the_control_cost():
+    mdp = pendulum()
+    ctrl = MPPI(mdp, horizon=10, num_samples=128, temperature=0.5, noise_scale=0.6, seed=1)
+    s = torch.tensor([2.5, -0.3])
+    ctrl.act(s)
+    U = ctrl.plan  # the warm-started proposal mean of the next step
+    ctrl.act(s)
+    r = ctrl.result
+    eps = r.actions - U
+    expected = r.returns / 0.5 - (U * eps / 0.36).sum((-1, -2)) - 0.5 * (U**2 / 0.36).sum()
+    torch.testing.assert_close(r.log_weights, expected, rtol=0, atol=1e-10)
+
+
+def test_distributions_match_closed_forms():
+    loc, sigma = torch.randn(6, 2), torch.tensor([0.5, 2.0])
+    v = torch.randn(9, 6, 2)
+    torch.testing.assert_close(
+        DiagonalNormal(loc, sigma).log_prob(v), dist.Normal(loc, sigma).to_event(1).log_prob(v)
+    )
+    for rho in (0.0, 0.8):
+        i = torch.arange(6)
+        corr = rho ** (i[:, None] - i[None, :]).abs().double()  # AR(1): corr(εₜ, εₜ₊ₖ) = ρᵏ
+        exact = sum(
+            dist.MultivariateNormal(loc[:, j], sigma[j] ** 2 * corr).log_prob(v[..., j])
+            for j in range(2)
+        )
+        d = AutoregressiveNormal(loc, sigma, rho)
+        torch.testing.assert_close(d.log_prob(v), exact)
+        x = d.expand((40_000,)).sample()
+        eps = (x - loc) / sigma
+        assert eps.std(0).sub(1).abs().max() < 0.05
+        assert (eps[:, 1:] * eps[:, :-1]).mean().sub(rho).abs() < 0.03
+
+
+def _integrator(horizon=3, q=0.5, sigma=1.0, s_0=1.0, alpha=1.0):
+    mdp = ContinuousMDP(
+        lambda s, a: s + a, lambda s, a: -0.5 * q * s[..., 0] ** 2,
+        dist.Normal(torch.zeros(1), 1.0).to_event(1), horizon, -50.0, 50.0,
+    )  # fmt: skip
+    L = torch.tril(torch.ones(horizon, horizon), -1)
+    precision = torch.eye(horizon) / sigma**2 + q * L.T @ L / alpha
+    return mdp, torch.linalg.solve(precision, -q * s_0 * L.T @ torch.ones(horizon) / alpha)
+
+
+def test_iterations_refit_the_proposal_and_target_the_same_posterior():
+    # the posterior mean (−2.4, −0.8, 0) is far from the first proposal's mean 0
+    mdp, exact_mean = _integrator(q=1.0, s_0=4.0)
+    s = torch.tensor([4.0])
+    ess, errors = {}, {}
+    for iterations in (1, 4):
+        errs, e = [], []
+        for seed in range(8):
+            ctrl = MPPI(
+                mdp, horizon=3, num_samples=2000, temperature=1.0, noise_scale=1.0,
+                iterations=iterations, seed=seed,
+            )  # fmt: skip
+            a_0 = ctrl.act(s)
+            errs.append(abs(a_0.item() - exact_mean[0].item()))
+            e.append(ctrl.result.ess)
+        errors[iterations], ess[iterations] = sum(errs) / len(errs), sum(e) / len(e)
+    # the refitted proposal sits near the posterior: many more effective samples, same target
+    assert ess[4] > 10 * ess[1]
+    assert errors[4] < errors[1] and errors[4] < 0.05
+
+
+def test_swings_up_the_pendulum_twin():
+    mdp = pendulum()
+    ctrl = MPPI(mdp, horizon=20, num_samples=256, temperature=0.5, noise_scale=1.0, seed=0)
+    s = torch.tensor([math.pi, 0.0])
+    total = 0.0
+    for _ in range(100):
+        a = ctrl.act(s)
+        assert a.shape == (1,) and -2 <= a.item() <= 2
+        s, r = mdp.step(s, a)
+        total += r.item()
+    assert abs(angle_normalize(s[0]).item()) < 0.2 and abs(s[1].item()) < 1.0
+    assert total > -400
+    assert len(ctrl.ess_history) == 100
+
+
+def test_warm_start_shift_and_reset():
+    ctrl = MPPI(pendulum(), horizon=6, num_samples=32, temperature=1.0, noise_scale=1.0, seed=0)
+    assert ctrl.plan is None
+    s = torch.tensor([1.0, 0.0])
+    a = ctrl.act(s)
+    posterior_mean = ctrl.result.plan.clamp(-2, 2)
+    torch.testing.assert_close(a, posterior_mean[0])
+    torch.testing.assert_close(ctrl.plan[:-1], posterior_mean[1:])
+    assert ctrl.plan[-1].abs().max() == 0
+    ctrl.reset()
+    assert ctrl.plan is None and ctrl.ess_history == [] and ctrl.result is None
+
+
+def test_seeded_reproducible_and_global_rng_untouched():
+    s = torch.tensor([2.0, 0.0])
+    before = torch.get_rng_state()
+    runs = []
+    for seed in (3, 3, 4):
+        ctrl = MPPI(
+            pendulum(), horizon=5, num_samples=16, temperature=1.0, noise_scale=1.0, seed=seed
+        )
+        runs.append(torch.stack([ctrl.act(s) for _ in range(3)]))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_dtype_follows_the_state_and_warns_once_per_episode():
+    ctrl = MPPI(pendulum(), horizon=8, num_samples=256, temperature=0.01, noise_scale=1.0, seed=0)
+    with pytest.warns(WeightDegeneracyWarning) as record:
+        for _ in range(3):
+            a = ctrl.act(torch.tensor([3.0, 0.0], dtype=torch.float32))
+    assert a.dtype == torch.float32 and ctrl.plan.dtype == torch.float32
+    assert len([w for w in record if w.category is WeightDegeneracyWarning]) == 1
+    assert not a.is_inference()
+
+
+def test_run_episode_in_the_real_env():
+    mdp = pendulum()
+    ctrl = MPPI(mdp, horizon=5, num_samples=16, temperature=1.0, noise_scale=1.0, seed=0)
+    env = gym.make("Pendulum-v1")
+    ep = run_episode(env, ctrl.act, steps=4, seed=0, mdp=mdp, initial_state=[math.pi, 0.0])
+    assert isinstance(ep, Episode)
+    assert ep.states.shape == (5, 2) and ep.actions.shape == (4, 1) and ep.rewards.shape == (4,)
+    assert ep.states[0] == pytest.approx([math.pi, 0.0])
+    # the first reward is gymnasium's for hanging at rest: −(π² + 0.001·u²)
+    assert ep.rewards[0] == pytest.approx(-(math.pi**2) - 0.001 * ep.actions[0, 0] ** 2, abs=1e-4)
+    assert ep.ms_per_step > 0 and not ep.terminated
+    ep = run_episode(env, lambda x: torch.zeros(1), steps=2, seed=0, mdp=mdp, observations=True)
+    assert ep.states.shape == (3, 3)  # (cos θ, sin θ, θ̇) as the env observes
+
+
+def test_bad_inputs_raise_clear_errors():
+    mdp = pendulum()
+    ok = dict(horizon=5, num_samples=8, temperature=1.0, noise_scale=1.0)
+    for bad, err, match in [
+        (dict(temperature=0.0), ValueError, "temperature"),
+        (dict(num_samples=0), ValueError, "num_samples"),
+        (dict(horizon=0), ValueError, "horizon"),
+        (dict(horizon=2.0), TypeError, "horizon"),
+        (dict(noise_scale=0.0), ValueError, "noise_scale"),
+        (dict(noise_scale=[1.0, 1.0]), ValueError, "noise_scale"),
+        (dict(iterations=0), ValueError, "iterations"),
+        (dict(noise_correlation=1.0), ValueError, "noise_correlation"),
+        (dict(seed=1.5), TypeError, "seed"),
+    ]:
+        with pytest.raises(err, match=match):
+            MPPI(mdp, **{**ok, **bad})
+    with pytest.raises(TypeError, match="ContinuousMDP"):
+        from pgm_control import chain_mdp
+
+        MPPI(chain_mdp(), **ok)
+    ctrl = MPPI(mdp, **ok)
+    with pytest.raises(ValueError, match="state"):
+        ctrl.act(torch.zeros(3))
+    with pytest.raises(ValueError, match="state"):
+        ctrl.act(torch.tensor([float("inf"), 0.0]))
