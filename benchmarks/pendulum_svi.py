@@ -7,8 +7,12 @@ in the real gymnasium Pendulum-v1 with its deterministic action c + h·tanh(μ(s
 * a 200-step return ≥ −380 from hanging at rest (θ = π, θ̇ = 0).
 
 Training uses the reparameterised ELBO (pathwise gradients through the torch twin of the
-dynamics) on short rollouts (T steps) from start states drawn from the reset distribution:
-long rollouts from the hanging start alone do not train (the prototype's finding).
+dynamics) on short rollouts (T = 40 steps, 2 s) from start states drawn from the reset
+distribution, α = 0.1, Adam at a constant learning rate, and returns the average of the weights
+over the last 600 steps (stochastic weight averaging): the last iterate's return from hanging
+jitters by ±15 from step to step; the average does not. Long rollouts (T = 60) or the hanging
+start alone do not train in the budget; T = 30 gives good reset-start returns but a hanging
+return that wanders between −373 and −466.
 Also measured: the speed of the fast form (one ``actions`` site per trajectory) against the
 per-step form (T ``a_t`` sites), and that both give the same ELBO on the same noise.
 
@@ -98,6 +102,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--particles", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--average-last",
+        type=int,
+        default=600,
+        help="average the weights over the last steps (SWA); 0: last iterate",
+    )
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--eval-seed", type=int, default=0, help="seed of the 10 reset draws")
     p.add_argument("--episodes", type=int, default=10)
@@ -107,13 +117,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.smoke:
         args.horizon, args.steps, args.particles, args.episodes = 5, 5, 8, 2
+        args.average_last = min(args.average_last, 2)
     torch.set_num_threads(1)  # a rollout is many small ops: extra threads only contend
 
     mdp = envs.pendulum(horizon=args.horizon)
     print(
         f"Pendulum-v1 by SVI: guide=gaussian_mlp estimator=reparam T={args.horizon} "
-        f"α={args.temperature} particles={args.particles} steps={args.steps} lr={args.lr} "
-        f"seed={args.seed}, starts ~ reset distribution; torch threads=1"
+        f"α={args.temperature} particles={args.particles} steps={args.steps} Adam lr={args.lr} "
+        f"seed={args.seed}; weights averaged over the last {args.average_last} steps; "
+        "starts ~ reset distribution; torch threads=1"
     )
     cpu0, wall0 = time.process_time(), time.perf_counter()
     result = fit(

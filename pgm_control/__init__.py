@@ -16,7 +16,7 @@ from .backward import (
     soft_value_iteration,
 )
 from .continuous import ContinuousMDP
-from .elbo import ElboTerms, elbo_terms, policy_elbo, posterior_kl
+from .elbo import ElboTerms, elbo_terms, policy_elbo, posterior_kl, trajectory_elbo
 from .fit_result import FitResult
 from .forward import (
     log_forward_messages,
@@ -71,6 +71,7 @@ __all__ = [
     "elbo_terms",
     "ElboTerms",
     "posterior_kl",
+    "trajectory_elbo",
     "Trajectories",
     "sample_posterior_trajectories",
     "sample_trajectories",

@@ -118,8 +118,9 @@ def policy_state_distribution(mdp: TabularMDP, policy: torch.Tensor) -> torch.Te
 
 
 def _state_distribution(mdp: TabularMDP, pi: torch.Tensor) -> torch.Tensor:
-    P = mdp.transition.to(pi.dtype)
+    S, A = mdp.num_states, mdp.num_actions
+    P_flat = mdp.transition.to(pi.dtype).reshape(S * A, S)
     d = [mdp.initial.to(pi.dtype)]
     for t in range(mdp.horizon):
-        d.append(torch.einsum("s,sa,sax->x", d[t], pi[t], P))
+        d.append((d[t][:, None] * pi[t]).reshape(S * A) @ P_flat)  # Σ_{s,a} dₜ·πₜ·P
     return torch.stack(d)

@@ -234,30 +234,15 @@ def fit_tabular_model(
 def evaluate_tabular_policy(
     env, policy: torch.Tensor, *, episodes: int, seed: int = 0
 ) -> np.ndarray:
-    """Run a (T, S, A) or (S, A) policy in a Discrete gymnasium env; returns each episode's return.
+    """Each episode's return of a (T, S, A) or (S, A) policy in a Discrete gymnasium env.
 
-    Episode i resets with seed ``seed + i`` and draws actions from its own generator, so two
-    policies evaluated with the same seed meet the same randomness wherever they agree.
+    A thin view of :func:`pgm_control.rollout.rollout` (episode i seeded ``seed + i``, so two
+    policies evaluated with the same seed meet the same randomness wherever they agree).
+    A time-varying policy's episode ends after its T steps (the problem it solves).
     """
-    policy = torch.as_tensor(policy, dtype=torch.float64)
-    if policy.ndim == 2:
-        policy = policy[None]
-    if policy.ndim != 3:
-        raise ValueError(f"`policy` must have shape (T, S, A) or (S, A), got {tuple(policy.shape)}")
-    probs = policy.cpu().numpy()
-    returns = np.zeros(episodes)
-    for i in range(episodes):
-        rng = np.random.default_rng(seed + i)
-        s, _ = env.reset(seed=seed + i)
-        t, done = 0, False
-        while not done:
-            p = probs[min(t, len(probs) - 1), s]
-            a = int(rng.choice(len(p), p=p / p.sum()))
-            s, r, terminated, truncated, _ = env.step(a)
-            returns[i] += r
-            done = terminated or truncated or t + 1 >= len(probs) > 1
-            t += 1
-    return returns
+    from .rollout import rollout
+
+    return rollout(env, policy, episodes, seed, after_horizon="stop").returns
 
 
 # ------------------------------------------------------------------------- continuous

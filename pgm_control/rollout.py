@@ -108,7 +108,8 @@ def rollout(
             ``TabularMDP.from_gymnasium``): copies come after the env's own states, so row
             ``obs`` is the env's observation ``obs``.
         episodes: number of episodes (≥ 1).
-        seed: seeds the env (``reset(seed=seed)`` once, then its own RNG) and the action draws.
+        seed: episode i resets the env with ``seed + i`` and draws its actions from a
+            generator seeded ``seed + i``.
         after_horizon: what a time-varying policy does after its T steps: "stop" (truncate
             the episode at T — the finite-horizon problem the policy solves, default) or
             "last" (keep acting with the last step's policy ``policy[T-1]`` until the env
@@ -152,16 +153,15 @@ def rollout(
     # 1, so a zero-probability action can never be drawn
     cdf = np.cumsum(pi[:, :n_obs], axis=-1)
     cdf /= cdf[..., -1:]
-    rng = np.random.default_rng(seed)
-
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
     successes = np.zeros(episodes, dtype=bool)
     truncated_all = np.zeros(episodes, dtype=bool)
-    obs, _ = env.reset(seed=int(seed))
     for ep in range(episodes):
-        if ep:
-            obs, _ = env.reset()
+        # episode ep has its own seeds (env and actions), so two policies rolled out with the
+        # same seed meet the same randomness wherever they agree (common random numbers)
+        obs, _ = env.reset(seed=int(seed) + ep)
+        rng = np.random.default_rng(int(seed) + ep)
         total, t, reward = 0.0, 0, 0.0
         terminated = truncated = False
         while not (terminated or truncated):
