@@ -293,8 +293,13 @@ def _check_sequence_proposal(proposal, horizon: int, action_dim: int):
         )
 
 
-def _continuous_posterior(mdp, s_0, num_samples, alpha, prior, proposal, warn):
-    """IS on ``continuous_control_model`` of ``mdp`` (its horizon is the plan's) from s₀."""
+def _continuous_posterior(mdp, s_0, num_samples, alpha, prior, proposal, warn, traced=True):
+    """IS on ``continuous_control_model`` of ``mdp`` (its horizon is the plan's) from s₀.
+
+    ``traced=False`` (deterministic dynamics and a proposal only) evaluates the same model
+    density in closed form, :func:`_log_joint_deterministic`, skipping Pyro's trace machinery
+    on a hot path; MPPI checks the two routes agree on its first plan.
+    """
     from pgm_control.models.continuous import continuous_control_model
 
     model = functools.partial(
@@ -303,16 +308,38 @@ def _continuous_posterior(mdp, s_0, num_samples, alpha, prior, proposal, warn):
     )  # fmt: skip
     if proposal is None:  # the model's own prior: w = exp(Σ r/α)
         log_w, trace = _weigh(model, None)
+        _, actions, rewards = trace.nodes["_RETURN"]["value"]
     else:  # an open-loop proposal: draw all K plans at once and condition the model on them
-        plans = proposal.sample((num_samples,))
-        log_w, trace = _weigh(poutine.condition(model, data={"actions": plans}), None)
-        log_w = log_w - proposal.log_prob(plans)
+        actions = proposal.sample((num_samples,))
+        if traced:
+            log_w, trace = _weigh(poutine.condition(model, data={"actions": actions}), None)
+            rewards = trace.nodes["_RETURN"]["value"][2]
+        else:
+            log_w, rewards = _log_joint_deterministic(mdp, s_0, actions, alpha, prior)
+        log_w = log_w - proposal.log_prob(actions)
     log_w, weights, ess, log_ev = _summarise(log_w, num_samples, warn)
-    _, actions, rewards = trace.nodes["_RETURN"]["value"]
     plan = torch.einsum("k,kti->ti", weights, actions)  # indexed as plan[t, i]
     return ImportanceResult(
         log_w, weights, ess, actions, rewards.sum(-1), plan[0], plan, log_ev, alpha
     )
+
+
+def _log_joint_deterministic(mdp, s_0, actions, alpha, prior):
+    """log p(a₀:H₋₁, O | s₀) of the vectorised continuous model, for deterministic dynamics.
+
+    The model's trace holds exactly two terms at given actions: the action prior
+    Σₜ log p(aₜ) and the factor Σₜ r(sₜ, aₜ)/α along the rollout sₜ₊₁ = f(sₜ, aₜ).
+    Returns (log p (K,), rewards (K, H)).
+    """
+    states, s = [], s_0
+    for a in actions.unbind(-2):
+        states.append(s)
+        s = mdp.dynamics(s, a)
+        if isinstance(s, torch.distributions.Distribution):
+            raise TypeError("the closed-form weights need deterministic dynamics")
+    states = torch.stack(torch.broadcast_tensors(*states), 0).movedim(0, -2)
+    rewards = mdp.reward(states, actions)
+    return prior.log_prob(actions).sum(-1) + rewards.sum(-1) / alpha, rewards
 
 
 # --------------------------------------------------------------------- public

@@ -248,6 +248,7 @@ class MPPI:
             self.seed = int(seed)
             self._stream = _RandomStream(self.seed)
         self._plan = None
+        self._closed_form = None  # decided (and checked against the trace) on the first plan
         self.result: ImportanceResult | None = None
         self.ess_history: list[float] = []
         self._warned = False
@@ -290,10 +291,7 @@ class MPPI:
                 )
             for _ in range(self.iterations):
                 warn = 0 if self._warned else 4
-                result = _continuous_posterior(
-                    self.mdp, s_0, self.num_samples, self.temperature, prior,
-                    self._proposal(mean, sigma), warn,
-                )  # fmt: skip
+                result = self._importance(s_0, prior, self._proposal(mean, sigma), warn)
                 self._warned |= result.ess < _DEGENERATE_FRACTION * self.num_samples
                 # any proposal mean keeps the weights exact; one inside the box wastes fewer
                 mean = torch.minimum(torch.maximum(result.plan, low), high)
@@ -302,6 +300,28 @@ class MPPI:
         self.result = result
         self.ess_history.append(result.ess)
         return mean[0].clone()
+
+    def _importance(self, s_0, prior, proposal, warn):
+        """One IS round. With deterministic dynamics the weights are the model's density in
+        closed form; on the first plan they are checked against the Pyro trace of the model."""
+        args = (self.mdp, s_0, self.num_samples, self.temperature, prior, proposal, warn)
+        if self._closed_form is None:  # first plan: both routes on the same random draws
+            cuda = s_0.device.type == "cuda"
+            cpu_state = torch.get_rng_state()
+            cuda_state = torch.cuda.get_rng_state(s_0.device) if cuda else None
+            traced = _continuous_posterior(*args, traced=True)
+            try:
+                torch.set_rng_state(cpu_state)
+                if cuda:
+                    torch.cuda.set_rng_state(cuda_state, s_0.device)
+                fast = _continuous_posterior(*args[:-1], 0, traced=False)
+            except TypeError:  # stochastic (learned) dynamics: keep the traced route
+                self._closed_form = False
+                return traced
+            torch.testing.assert_close(fast.log_weights, traced.log_weights)
+            self._closed_form = True
+            return traced
+        return _continuous_posterior(*args, traced=not self._closed_form)
 
     def __repr__(self) -> str:
         return (

@@ -203,3 +203,36 @@ def test_bad_inputs_raise_clear_errors():
         ctrl.act(torch.zeros(3))
     with pytest.raises(ValueError, match="state"):
         ctrl.act(torch.tensor([float("inf"), 0.0]))
+
+
+@pytest.mark.parametrize("correlation", [0.0, 0.9])
+def test_closed_form_weights_equal_the_pyro_trace(correlation):
+    """MPPI's hot path evaluates the model density in closed form; it must equal the trace."""
+    from pgm_control.importance import _continuous_posterior
+
+    mdp = pendulum(12)
+    s_0 = torch.tensor([3.0, -0.5])
+    sigma = torch.tensor([0.7])
+    prior = DiagonalNormal(torch.zeros(1), sigma)
+    proposal = AutoregressiveNormal(0.3 * torch.ones(12, 1), sigma, correlation)
+    runs = []
+    for traced in (True, False):
+        torch.manual_seed(5)
+        runs.append(_continuous_posterior(mdp, s_0, 256, 0.4, prior, proposal, 0, traced=traced))
+    traced, fast = runs
+    torch.testing.assert_close(fast.log_weights, traced.log_weights, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(fast.plan, traced.plan)
+    torch.testing.assert_close(fast.returns, traced.returns)
+
+
+def test_learned_stochastic_dynamics_keep_the_traced_route():
+    base = pendulum(5)
+    noisy = base.replace(
+        dynamics=lambda s, a: dist.Normal(base.dynamics(s, a), 0.01).to_event(1)
+    )
+    ctl = MPPI(noisy, horizon=5, num_samples=32, temperature=1.0, noise_scale=1.0, seed=0)
+    ctl.act(torch.tensor([3.0, 0.0]))
+    assert ctl._closed_form is False
+    ctl2 = MPPI(base, horizon=5, num_samples=32, temperature=1.0, noise_scale=1.0, seed=0)
+    ctl2.act(torch.tensor([3.0, 0.0]))
+    assert ctl2._closed_form is True
