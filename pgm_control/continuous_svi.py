@@ -89,30 +89,6 @@ def _make_optimizer(optimizer, lr):
     return _OPTIMIZERS[optimizer](lr)
 
 
-class _ParameterAverage:
-    """Running mean of the param store's unconstrained parameters over the last steps of a
-    fit (stochastic weight averaging, Izmailov et al. 2018): the final iterate of a constant
-    learning rate jitters around a good region; the average sits near its centre."""
-
-    def __init__(self):
-        self.mean, self.count = {}, {}
-
-    def update(self, store):
-        for name, p in store.named_parameters():
-            k = self.count[name] = self.count.get(name, 0) + 1
-            value = p.detach()
-            if k == 1:
-                self.mean[name] = value.clone()
-            else:
-                self.mean[name].add_(value - self.mean[name], alpha=1.0 / k)
-
-    def load_into(self, store):
-        with torch.no_grad():
-            for name, p in store.named_parameters():
-                if name in self.mean:
-                    p.copy_(self.mean[name])
-
-
 def fit_continuous(
     mdp,
     guide="gaussian_mlp",
@@ -129,7 +105,6 @@ def fit_continuous(
     initial_state=None,
     vectorized: bool = True,
     action_prior=None,
-    average_last: int | None = None,
     **guide_kwargs,
 ) -> FitResult:
     """Maximise the ELBO of a continuous-action guide by SVI.
@@ -155,9 +130,6 @@ def fit_continuous(
         initial_state: a fixed s₀ (state_dim,) instead of draws from ``mdp.initial``.
         vectorized: use the model's single ``actions`` site (fast) or per-step sites.
         action_prior: the model's p(a) (uniform on the box if None).
-        average_last: if given, the returned guide carries the mean of its (unconstrained)
-            parameters over the last ``average_last`` steps instead of the last iterate
-            (stochastic weight averaging): steadier policies at a constant learning rate.
         **guide_kwargs: passed to the guide's registry constructor.
 
     Returns:
@@ -192,14 +164,6 @@ def fit_continuous(
             )
     if callback is not None and not callable(callback):
         raise TypeError("`callback` must be callable(step, elbo, guide) or None")
-    if average_last is not None and (
-        isinstance(average_last, bool)
-        or not isinstance(average_last, int)
-        or not 1 <= average_last <= steps
-    ):
-        raise ValueError(
-            f"`average_last` must be None or an int in [1, steps], got {average_last!r}"
-        )
 
     pyro.set_rng_seed(seed)
     guide, guide_name = _make_guide(mdp, guide, estimator, guide_kwargs)
@@ -213,7 +177,6 @@ def fit_continuous(
     )
     history = []
     interrupted = False
-    average = _ParameterAverage() if average_last is not None else None
     # a fresh param store: nothing leaks in from earlier fits or out to later ones
     with pyro.get_param_store().scope() as param_state:
         svi = SVI(continuous_control_model, guide, optim, loss)
@@ -228,8 +191,6 @@ def fit_continuous(
                         "optimizer='clipped_adam', or shorten the horizon"
                     )
                 history.append(elbo)
-                if average is not None and step >= steps - average_last:
-                    average.update(pyro.get_param_store())
                 if step % 10 == 0 or step == steps - 1:
                     bar.set_postfix(elbo=f"{np.mean(history[-10:]):.4g}")
                 if callback is not None and callback(step, elbo, guide):
@@ -238,8 +199,6 @@ def fit_continuous(
             interrupted = True
         finally:
             bar.close()
-        if average is not None and average.count:
-            average.load_into(pyro.get_param_store())  # also the guide's: the same tensors
         seconds = time.perf_counter() - start
         # constrained values; "net$$$0.weight" (pyro.module's separator) reads "net.0.weight"
         params = {
@@ -254,7 +213,6 @@ def fit_continuous(
         estimator=estimator,
         extra={
             "interrupted": interrupted,
-            "averaged_steps": max(average.count.values(), default=0) if average else 0,
             "temperature": alpha,
             "num_particles": num_particles,
             "horizon": mdp.horizon,

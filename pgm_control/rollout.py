@@ -85,6 +85,9 @@ def _policy_array(policy) -> tuple[np.ndarray, bool]:
     return pi, stationary
 
 
+_ACTION_STREAM = 1  # second word of the action generator's seed (see `rollout`)
+
+
 def rollout(
     env,
     policy,
@@ -109,7 +112,7 @@ def rollout(
             ``obs`` is the env's observation ``obs``.
         episodes: number of episodes (≥ 1).
         seed: episode i resets the env with ``seed + i`` and draws its actions from a
-            generator seeded ``seed + i``.
+            generator seeded ``(seed + i, 1)`` — a stream independent of the env's.
         after_horizon: what a time-varying policy does after its T steps: "stop" (truncate
             the episode at T — the finite-horizon problem the policy solves, default) or
             "last" (keep acting with the last step's policy ``policy[T-1]`` until the env
@@ -161,7 +164,9 @@ def rollout(
         # episode ep has its own seeds (env and actions), so two policies rolled out with the
         # same seed meet the same randomness wherever they agree (common random numbers)
         obs, _ = env.reset(seed=int(seed) + ep)
-        rng = np.random.default_rng(int(seed) + ep)
+        # NOT default_rng(seed + ep): gymnasium seeds the env's own generator exactly so, and
+        # the actions would then replay the env's random numbers (correlated, biased rollouts)
+        rng = np.random.default_rng((int(seed) + ep, _ACTION_STREAM))
         total, t, reward = 0.0, 0, 0.0
         terminated = truncated = False
         while not (terminated or truncated):

@@ -322,32 +322,6 @@ def test_keyboard_interrupt_returns_what_was_fitted():
     assert callable(result.guide.act)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_average_last_returns_the_mean_of_the_last_iterates(family):
-    seen = []
-
-    def record(step, elbo, guide):
-        seen.append({k: v.clone() for k, v in guide.state_dict().items()})
-
-    mdp = envs.pendulum(horizon=3)
-    result = fit_continuous(
-        mdp,
-        family,
-        steps=12,
-        num_particles=4,
-        lr=0.05,
-        progress=False,
-        callback=record,
-        average_last=5,
-    )
-    assert result.extra["averaged_steps"] == 5
-    final = result.guide.state_dict()
-    for name, value in final.items():
-        expected = torch.stack([s[name] for s in seen[-5:]]).mean(0)
-        assert torch.allclose(value, expected, atol=1e-12), name
-        assert not torch.allclose(value, seen[-1][name]) or name in ("low", "high")
-
-
 def test_callback_can_stop_training():
     mdp = envs.pendulum(horizon=3)
     result = fit_continuous(
@@ -404,8 +378,6 @@ def test_bad_inputs_raise_clear_errors():
         fit_continuous(mdp, steps=1, optimizer="adamw", progress=False)
     with pytest.raises(ValueError, match="initial_state"):
         fit_continuous(mdp, steps=1, initial_state=[0.0, 0.0, 0.0], progress=False)
-    with pytest.raises(ValueError, match="average_last"):
-        fit_continuous(mdp, steps=3, average_last=4, progress=False)
     with pytest.raises(TypeError, match="ContinuousMDP"):
         fit_continuous(random_mdp(3, 2, 4, seed=0), steps=1, progress=False)
     with pytest.raises(ValueError, match="reparameterized"):

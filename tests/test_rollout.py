@@ -101,3 +101,14 @@ def test_bad_inputs_raise_clear_errors(frozen_lake):
         rollout(42, policy, 1)
     with pytest.raises(TypeError, match="policy"):
         rollout("FrozenLake-v1", object(), 1)
+
+
+def test_env_success_rate_matches_the_models_exact_goal_probability():
+    """Independent randomness for actions and env: the env's success rate is the model's
+    exact P(s_T = goal) (a shared stream once biased this by 9 points)."""
+    mdp = pc.TabularMDP.from_gymnasium("FrozenLake-v1", 100)
+    pi = pc.soft_value_iteration(mdp, temperature=0.01, backup="expected").policy
+    p_goal = pc.policy_state_distribution(mdp, pi)[-1, 15].item()
+    n = 4000
+    rate = pc.rollout("FrozenLake-v1", pi, n, seed=3).successes.mean()
+    assert abs(rate - p_goal) < 4 * (p_goal * (1 - p_goal) / n) ** 0.5
