@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--horizon", type=int, default=40, help="training rollout length T")
     p.add_argument("--temperature", type=float, default=0.1, help="α")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=1800)
     p.add_argument("--particles", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--hidden", type=int, default=128, help="width of the MLP's two layers")

@@ -227,9 +227,7 @@ def test_closed_form_weights_equal_the_pyro_trace(correlation):
 
 def test_learned_stochastic_dynamics_keep_the_traced_route():
     base = pendulum(5)
-    noisy = base.replace(
-        dynamics=lambda s, a: dist.Normal(base.dynamics(s, a), 0.01).to_event(1)
-    )
+    noisy = base.replace(dynamics=lambda s, a: dist.Normal(base.dynamics(s, a), 0.01).to_event(1))
     ctl = MPPI(noisy, horizon=5, num_samples=32, temperature=1.0, noise_scale=1.0, seed=0)
     ctl.act(torch.tensor([3.0, 0.0]))
     assert ctl._closed_form is False
