@@ -22,8 +22,10 @@ inside the box. Both families draw u ~ Normal(μ, σ) and squash it:
 Both forms of the model are served by one rollout: with ``vectorized=False`` each action is
 its own site ``a_t`` (the teaching form, readable trace), with ``vectorized=True`` the whole
 action sequence is one ``Delta`` site ``actions`` carrying Σₜ log q(aₜ|sₜ) as its
-log-density, which is several times faster (each Pyro site costs ~0.1 ms per trace) and gives
-the same ELBO on the same noise. ``reparameterized=False`` makes the guide's samples
+log-density: the same ELBO and gradient on the same noise from one action site and one factor
+per trace instead of T of each (each Pyro site costs ~0.1 ms). Measured on the pendulum at
+T = 40 with 64 particles (loss + gradient): 1.3–2.2× faster; the rollout's own torch ops, not
+Pyro, dominate what is left. ``reparameterized=False`` makes the guide's samples
 non-differentiable so that ``Trace_ELBO`` uses the score-function estimator instead.
 """
 

@@ -46,6 +46,8 @@ from . import envs, plotting  # noqa: E402  isort: skip
 from .models import continuous_control_model, control_model, enumerated_log_evidence  # noqa: E402  isort: skip
 from .estimators import ESTIMATORS, make_estimator  # noqa: E402  isort: skip
 from .svi import fit, gradient_variance, GradientStats  # noqa: E402  isort: skip
+from .continuous_svi import CONTINUOUS_ESTIMATORS, fit_continuous  # noqa: E402  isort: skip
+from .envs import evaluate_policy  # noqa: E402  isort: skip
 from .rollout import RolloutResult, rollout  # noqa: E402  isort: skip
 from .guides import GUIDES  # noqa: E402  isort: skip
 
@@ -86,6 +88,9 @@ __all__ = [
     "ESTIMATORS",
     "make_estimator",
     "fit",
+    "fit_continuous",
+    "CONTINUOUS_ESTIMATORS",
+    "evaluate_policy",
     "FitResult",
     "gradient_variance",
     "GradientStats",

@@ -42,7 +42,11 @@ _OPTIMIZERS = {
 
 
 def _make_guide(mdp, guide, estimator, guide_kwargs):
-    """(guide object, its name) from a registry name or a guide object."""
+    """(guide object, its name) from a registry name or a guide object, switched to pathwise
+    samples for "reparam" and to detached ones for "score"."""
+    reparameterized = estimator == "reparam"
+    if "reparameterized" in guide_kwargs:
+        raise TypeError("`reparameterized` is set by `estimator` ('reparam' or 'score')")
     if isinstance(guide, str):
         from pgm_control.guides import CONTINUOUS_GUIDES  # guides depend on the core, not back
 
@@ -51,9 +55,7 @@ def _make_guide(mdp, guide, estimator, guide_kwargs):
                 f"unknown continuous guide {guide!r}; choose one of {sorted(CONTINUOUS_GUIDES)}"
                 " or pass a guide object"
             )
-        kwargs = dict(guide_kwargs)
-        kwargs.setdefault("reparameterized", estimator == "reparam")
-        return CONTINUOUS_GUIDES[guide](mdp, **kwargs), guide
+        return CONTINUOUS_GUIDES[guide](mdp, reparameterized=reparameterized, **guide_kwargs), guide
     if guide_kwargs:
         raise TypeError(
             f"guide keyword arguments {sorted(guide_kwargs)} only apply when `guide` is a "
@@ -61,17 +63,14 @@ def _make_guide(mdp, guide, estimator, guide_kwargs):
         )
     if not callable(guide):
         raise TypeError(f"`guide` must be a registry name or a callable, got {guide!r}")
-    name = getattr(guide, "family", None) or type(guide).__name__
-    if estimator == "score":
-        if not hasattr(guide, "reparameterized"):
-            raise ValueError(
-                "estimator='score' needs a guide with a `reparameterized` switch (the "
-                "pgm_control guides have one); Pyro autoguides always reparameterise"
-            )
-        guide.reparameterized = False
-    elif getattr(guide, "reparameterized", True) is False:
-        raise ValueError("estimator='reparam' needs `guide.reparameterized = True`")
-    return guide, name
+    if hasattr(guide, "reparameterized"):
+        guide.reparameterized = reparameterized
+    elif not reparameterized:
+        raise ValueError(
+            "estimator='score' needs a guide with a `reparameterized` switch (the "
+            "pgm_control guides have one); Pyro autoguides always reparameterise"
+        )
+    return guide, getattr(guide, "family", None) or type(guide).__name__
 
 
 def _make_optimizer(optimizer, lr):
@@ -117,7 +116,8 @@ def fit_continuous(
         mdp: a :class:`~pgm_control.ContinuousMDP` with differentiable dynamics/reward.
         guide: a registry name ("gaussian_mlp", "open_loop_normal") or a guide object with
             the model's signature (e.g. ``pyro.infer.autoguide.AutoNormal(model)``).
-        estimator: "reparam" (pathwise gradients) or "score" (score function).
+        estimator: "reparam" (pathwise gradients) or "score" (score function); sets the
+            guide's ``reparameterized`` switch (also on a guide object passed in).
         steps: optimisation steps (None: 1000).
         num_particles: trajectories per ELBO estimate, vectorised (None: 64).
         optimizer: "adam", "clipped_adam", "sgd", a ``torch.optim.Optimizer`` class or a

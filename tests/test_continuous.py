@@ -308,6 +308,9 @@ def test_score_estimator_runs_and_learns():
         progress=False,
     )
     assert result.estimator == "score" and result.guide.reparameterized is False
+    # a guide object is switched to the estimator's kind of sample
+    again = fit_continuous(mdp, result.guide, steps=2, num_particles=8, progress=False)
+    assert again.estimator == "reparam" and again.guide.reparameterized is True
     assert result.elbo[-10:].mean() > result.elbo[:10].mean()
 
 
@@ -384,6 +387,8 @@ def test_bad_inputs_raise_clear_errors():
         fit_continuous(
             mdp, AutoNormal(continuous_control_model), estimator="score", steps=1, progress=False
         )
+    with pytest.raises(TypeError, match="estimator"):
+        fit_continuous(mdp, steps=1, reparameterized=False, progress=False)
     with pytest.raises(TypeError, match="registry name"):
         fit_continuous(mdp, AutoNormal(continuous_control_model), steps=1, hidden=(4,))
     # a guide must match the MDP it is run on
