@@ -53,8 +53,9 @@ def log_forward_messages(
     return log_a
 
 
-def _log_state_posterior(mdp, alpha, observed_steps):
-    _, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
+def _log_state_posterior(mdp, alpha, observed_steps, v_scaled=None):
+    if v_scaled is None:
+        _, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
     log_a = log_forward_messages(mdp, temperature=alpha, observed_steps=observed_steps)
     log_joint = log_a + v_scaled  # log αₜ + log βₜ, (T+1, S)
     log_z = torch.logsumexp(log_joint[0], dim=0)
@@ -82,7 +83,7 @@ def state_action_marginals(
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
     q_scaled, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
-    log_ps = _log_state_posterior(mdp, alpha, observed_steps)[:-1]
+    log_ps = _log_state_posterior(mdp, alpha, observed_steps, v_scaled)[:-1]
     log_pi = mdp.log_action_prior + q_scaled - v_scaled[:-1, :, None]
     return torch.exp(log_ps[:, :, None] + log_pi)
 
