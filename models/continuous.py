@@ -4,7 +4,8 @@ Same graph as :mod:`pgm_control.models.control` (see the picture there), with co
 sites: ``s_0 ~ p0``, ``a_t ~ p(a)`` (the action prior: uniform on the action box unless a
 distribution is given), ``s_{t+1} = f(s_t, a_t)`` (deterministic dynamics are not sample sites;
 a dynamics function that returns a Distribution — a learned model — gets a sample site
-``s_{t+1}``), and ``pyro.factor("O_t", r(s_t, a_t)/α)``.
+``s_{t+1}``), and ``pyro.factor("O_t", r(s_t, a_t)/α)``. An MDP with a ``terminal_reward`` r_T
+gets one more factor, ``pyro.factor("O_T", r_T(s_T)/α)``, on the final state.
 
 Two forms give the same joint density:
 
@@ -48,7 +49,8 @@ def continuous_control_model(
     action_prior=None,
     vectorized: bool = False,
 ):
-    """p(τ, O) = p0(s₀)·Πₜ p(aₜ)·p(sₜ₊₁|sₜ,aₜ)·exp(r(sₜ,aₜ)/α) for a continuous MDP.
+    """p(τ, O) = p0(s₀)·Πₜ p(aₜ)·p(sₜ₊₁|sₜ,aₜ)·exp(r(sₜ,aₜ)/α) for a continuous MDP
+    (times exp(r_T(s_T)/α) when ``mdp.terminal_reward`` is set).
 
     Args:
         mdp: a :class:`~pgm_control.ContinuousMDP`.
@@ -102,6 +104,8 @@ def continuous_control_model(
             # the per-step torch calls of the rollout, which dominate MPPI's time per plan
             rewards = mdp.reward(states[..., :-1, :], actions)
             pyro.factor("O", rewards.sum(-1) / alpha)
+            if mdp.terminal_reward is not None:
+                pyro.factor("O_T", mdp.terminal_reward(states[..., -1, :]) / alpha)
             return states, actions, rewards
         states, actions, rewards = [s], [], []
         for t in pyro.markov(range(T)):
@@ -114,5 +118,7 @@ def continuous_control_model(
             states.append(s)
             actions.append(a)
             rewards.append(r)
+        if mdp.terminal_reward is not None:
+            pyro.factor("O_T", mdp.terminal_reward(s) / alpha)
         states = torch.stack(torch.broadcast_tensors(*states), -2)
         return states, torch.stack(actions, -2), torch.stack(rewards, -1)

@@ -512,7 +512,7 @@ _PLAN_DEFAULTS: dict[str, dict] = {
     "tabular": {"horizon": DEFAULT_HORIZON, "temperature": DEFAULT_TEMPERATURE, "method": "is",
                 "num_samples": 10_000},
     "pendulum": {"horizon": 30, "temperature": 1.0, "method": "mppi", "num_samples": 1024,
-                 "noise_scale": 1.0, "noise_correlation": 0.0, "iterations": 1, "steps": 200},
+                 "noise_scale": 1.0, "noise_correlation": 0.95, "iterations": 1, "steps": 200},
     "mountain_car": {"horizon": 100, "temperature": 1.0, "method": "mppi", "num_samples": 1024,
                      "noise_scale": 1.0, "noise_correlation": 0.95, "iterations": 1,
                      "steps": 999},

@@ -46,6 +46,10 @@ class ContinuousMDP:
         env_state: ``g(state) -> env.unwrapped.state`` to start the real env from a state.
         observe: ``o(state) -> observation`` as the gymnasium env would return it.
         state_from_env: reads a model state off a gymnasium env's ``unwrapped``.
+        terminal_reward: ``r_T(s) -> (...)`` on the final state s_T, or None (no terminal term).
+            The model then adds one more optimality factor, p(O_T | s_T) = exp(r_T(s_T)/α). In a
+            receding-horizon planner it stands for the backward message the truncated horizon
+            drops, exp(V(s_H)/α): any estimate of the value beyond the horizon plugs in here.
     """
 
     dynamics: Callable
@@ -59,11 +63,17 @@ class ContinuousMDP:
     env_state: Callable | None = None
     observe: Callable | None = None
     state_from_env: Callable | None = None
+    terminal_reward: Callable | None = None
 
     def __post_init__(self):
         for field in ("dynamics", "reward"):
             if not callable(getattr(self, field)):
                 raise TypeError(f"`{field}` must be a callable f(s, a) on torch tensors")
+        if self.terminal_reward is not None and not callable(self.terminal_reward):
+            raise TypeError(
+                "`terminal_reward` must be None or a callable r_T(s) on torch tensors, got "
+                f"{type(self.terminal_reward).__name__}"
+            )
         if not isinstance(self.initial, Distribution):
             raise TypeError(
                 "`initial` must be a torch Distribution over s0 with event shape (state_dim,), "

@@ -25,12 +25,22 @@ def angle_normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def pendulum(
-    horizon: int = 200, *, g: float = 10.0, dtype=torch.float64, initial=None
+    horizon: int = 200,
+    *,
+    g: float = 10.0,
+    dtype=torch.float64,
+    initial=None,
+    terminal_reward: bool = False,
 ) -> ContinuousMDP:
     """Pendulum-v1: state (θ, θ̇), action torque in [-2, 2]; reward
     −(θ_norm² + 0.1·θ̇² + 0.001·u²); θ̇ clipped to ±8, dt = 0.05.
 
     ``initial`` defaults to gymnasium's reset distribution, θ ~ U(−π, π), θ̇ ~ U(−1, 1).
+
+    ``terminal_reward=True`` adds r_T(s) = −(θ_norm² + 0.1·θ̇²), the state part of the reward
+    the env would pay one step past the horizon: the simplest estimate of the value beyond a
+    receding horizon (MPPI), so that the plan scores the H states its H actions reach rather
+    than s₀…s_{H−1}, of which s₀ is fixed. Leave it off for the episode's own objective.
     """
     max_speed, max_torque, dt, m, l = 8.0, 2.0, 0.05, 1.0, 1.0
 
@@ -51,6 +61,10 @@ def pendulum(
         u = a[..., 0].clamp(-max_torque, max_torque)
         return -(angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * u**2)
 
+    def state_reward(s):
+        th, thdot = s[..., 0], s[..., 1]
+        return -(angle_normalize(th) ** 2 + 0.1 * thdot**2)
+
     if initial is None:
         high = torch.tensor([math.pi, 1.0], dtype=dtype)
         initial = Uniform(-high, high).to_event(1)
@@ -61,6 +75,7 @@ def pendulum(
         env_state=lambda s: np.asarray(s, dtype=np.float64),
         observe=lambda s: torch.stack([torch.cos(s[..., 0]), torch.sin(s[..., 0]), s[..., 1]], -1),
         state_from_env=lambda u: torch.as_tensor(np.asarray(u.state, dtype=np.float64)),
+        terminal_reward=state_reward if terminal_reward else None,
     )  # fmt: skip
 
 

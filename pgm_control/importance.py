@@ -64,7 +64,8 @@ class ImportanceResult:
         ess: effective sample size 1 / Σ w̄², in [1, K].
         actions: the sampled sequences, (K, H) action indices (tabular) or
             (K, H, action_dim) (continuous).
-        returns: Σₜ r of each particle, shape (K,).
+        returns: Σₜ r(sₜ, aₜ) of each particle, shape (K,) (without a continuous MDP's
+            terminal reward, which enters the weights only).
         first_action: tabular: the posterior marginal p̂(a₀ | s₀, O), shape (A,);
             continuous: the posterior mean E[a₀ | s₀, O], shape (action_dim,).
         plan: the posterior mean of the plan, indexed as plan[t]: tabular (H, A) marginals
@@ -327,9 +328,9 @@ def _continuous_posterior(mdp, s_0, num_samples, alpha, prior, proposal, warn, t
 def _log_joint_deterministic(mdp, s_0, actions, alpha, prior):
     """log p(a₀:H₋₁, O | s₀) of the vectorised continuous model, for deterministic dynamics.
 
-    The model's trace holds exactly two terms at given actions: the action prior
-    Σₜ log p(aₜ) and the factor Σₜ r(sₜ, aₜ)/α along the rollout sₜ₊₁ = f(sₜ, aₜ).
-    Returns (log p (K,), rewards (K, H)).
+    The model's trace holds exactly these terms at given actions: the action prior
+    Σₜ log p(aₜ), the factor Σₜ r(sₜ, aₜ)/α along the rollout sₜ₊₁ = f(sₜ, aₜ) and, if the
+    MDP has one, the terminal factor r_T(s_H)/α. Returns (log p (K,), rewards (K, H)).
     """
     states, s = [], s_0
     for a in actions.unbind(-2):
@@ -339,7 +340,10 @@ def _log_joint_deterministic(mdp, s_0, actions, alpha, prior):
             raise TypeError("the closed-form weights need deterministic dynamics")
     states = torch.stack(torch.broadcast_tensors(*states), 0).movedim(0, -2)
     rewards = mdp.reward(states, actions)
-    return prior.log_prob(actions).sum(-1) + rewards.sum(-1) / alpha, rewards
+    log_p = prior.log_prob(actions).sum(-1) + rewards.sum(-1) / alpha
+    if mdp.terminal_reward is not None:
+        log_p = log_p + mdp.terminal_reward(s) / alpha
+    return log_p, rewards
 
 
 # --------------------------------------------------------------------- public

@@ -55,6 +55,9 @@ class Transitions(typing.NamedTuple):
     States and actions are long indices for Discrete spaces, float64 (N, d) vectors for Box
     spaces (observations as the env returns them). ``terminated`` marks steps that ended in a
     terminal state (not a time limit); ``episode_start`` marks the first step of each episode.
+    ``reset_states`` holds what ``env.reset`` returned for each episode: the samples of the
+    env's own initial distribution (they differ from the episodes' first states only under
+    exploring starts). None: take them from ``states[episode_start]``.
     """
 
     states: torch.Tensor
@@ -63,6 +66,14 @@ class Transitions(typing.NamedTuple):
     next_states: torch.Tensor
     terminated: torch.Tensor
     episode_start: torch.Tensor
+    reset_states: torch.Tensor | None = None
+
+    @property
+    def initial_states(self) -> torch.Tensor:
+        """Samples of the env's initial state distribution, one per episode."""
+        if self.reset_states is not None:
+            return self.reset_states
+        return self.states[self.episode_start]
 
     def __len__(self) -> int:
         return self.rewards.shape[0]
@@ -76,7 +87,15 @@ def _as_tensor(values, space) -> torch.Tensor:
     return torch.as_tensor(np.asarray(values, dtype=np.float64)).reshape(len(values), -1)
 
 
-def collect_transitions(env, policy=None, steps: int = 10_000, seed: int = 0, *, progress=True):
+def collect_transitions(
+    env,
+    policy=None,
+    steps: int = 10_000,
+    seed: int = 0,
+    *,
+    exploring_starts: bool = False,
+    progress=True,
+):
     """Step a gymnasium env ``steps`` times, resetting when an episode ends.
 
     Args:
@@ -84,7 +103,16 @@ def collect_transitions(env, policy=None, steps: int = 10_000, seed: int = 0, *,
         policy: ``policy(observation) -> action``; None for uniformly random actions
             (``env.action_space.sample()``, seeded).
         steps: the number of transitions to record.
-        seed: seeds the first ``env.reset`` and the action space.
+        seed: seeds the first ``env.reset``, the action space and the exploring starts.
+        exploring_starts: start every episode in a state drawn uniformly from the Discrete
+            observation space instead of the env's reset state (the "exploring starts" of
+            Sutton & Barto §5.3), leaving out states already seen to end an episode (holes,
+            goals: terminal, absorbing in the model). A random walk from the reset state
+            reaches states far from it rarely — FrozenLake's 4x4 state next to the goal ~140
+            times in 20k steps — and a model fitted to it is noisy exactly there. The agent is
+            moved through ``env.unwrapped.s``, where gymnasium's toy-text envs (FrozenLake,
+            CliffWalking, Taxi) keep their state; the env's own reset states are still
+            recorded (``Transitions.reset_states``) for the initial distribution.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -100,17 +128,45 @@ def collect_transitions(env, policy=None, steps: int = 10_000, seed: int = 0, *,
         raise ValueError(f"`steps` must be an int >= 1, got {steps!r}")
     if policy is not None and not callable(policy):
         raise TypeError("`policy` must be a callable observation -> action, or None for random")
+    name = env.spec.id if env.spec else type(env).__name__
+    if exploring_starts and not isinstance(env.observation_space, gym.spaces.Discrete):
+        raise ValueError(
+            "`exploring_starts` needs a Discrete observation space (gymnasium's toy-text envs: "
+            f"FrozenLake, CliffWalking, Taxi); {name} has {env.observation_space}"
+        )
+    rng = np.random.default_rng([int(seed), 2])  # independent of the env's and actions' streams
+    ended = set()  # states seen to end an episode: never chosen as exploring starts
+
+    def reset(**kwargs):
+        obs, _ = env.reset(**kwargs)
+        rows["reset"].append(obs)
+        if exploring_starts and not hasattr(env.unwrapped, "s"):
+            raise ValueError(
+                "`exploring_starts` moves the agent through `env.unwrapped.s`, where "
+                f"gymnasium's toy-text envs keep their state; {name} has no such attribute"
+            )
+        if exploring_starts:
+            candidates = [x for x in range(int(env.observation_space.n)) if x not in ended]
+            if candidates:  # else every state ended an episode: keep the env's reset state
+                obs = type(obs)(candidates[rng.integers(len(candidates))])
+                env.unwrapped.s = obs
+        return obs
+
     env.action_space.seed(int(seed))
-    obs, _ = env.reset(seed=int(seed))
-    rows = {k: [] for k in ("s", "a", "r", "s2", "term", "start")}
+    rows = {k: [] for k in ("s", "a", "r", "s2", "term", "start", "reset")}
+    obs = reset(seed=int(seed))
     start = True
     for _ in tqdm(range(steps), desc="collecting transitions", disable=not progress, leave=False):
         action = env.action_space.sample() if policy is None else policy(obs)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         for key, value in zip(rows, (obs, action, reward, next_obs, terminated, start)):
             rows[key].append(value)
+        if terminated and exploring_starts:
+            ended.add(int(next_obs))
         start = terminated or truncated
-        obs = env.reset()[0] if start else next_obs
+        obs = reset() if start else next_obs
+    if start:  # the reset after the last step began no recorded episode
+        rows["reset"].pop()
     return Transitions(
         _as_tensor(rows["s"], env.observation_space),
         _as_tensor(rows["a"], env.action_space),
@@ -118,6 +174,7 @@ def collect_transitions(env, policy=None, steps: int = 10_000, seed: int = 0, *,
         _as_tensor(rows["s2"], env.observation_space),
         torch.as_tensor(np.asarray(rows["term"], dtype=bool)),
         torch.as_tensor(np.asarray(rows["start"], dtype=bool)),
+        _as_tensor(rows["reset"], env.observation_space),
     )
 
 
@@ -180,7 +237,7 @@ def fit_tabular_model(
     ``r̂(s,a,s')`` is the average reward observed on that transition (the maximum likelihood of
     a Gaussian reward), 0 where never observed. States entered with ``terminated`` become
     absorbing with zero reward, the convention of ``TabularMDP.from_gymnasium``. ``p̂0`` is the
-    same Dirichlet estimate from the episodes' first states.
+    same Dirichlet estimate from the env's reset states (``transitions.initial_states``).
 
     Args:
         transitions: from :func:`collect_transitions` in a Discrete env.
@@ -226,7 +283,7 @@ def fit_tabular_model(
         P[t_state, :, t_state] = 1.0
     reward[terminal] = 0.0
     starts = torch.zeros(S, dtype=torch.float64)
-    starts.index_put_((s[transitions.episode_start],), torch.ones(()), accumulate=True)
+    starts.index_put_((transitions.initial_states,), torch.ones(()), accumulate=True)
     initial = dirichlet_estimate(starts)
     return TabularMDP(P, reward, initial, horizon, name=name, terminal=terminal)
 
@@ -341,7 +398,7 @@ class GaussianDynamicsFit:
                 instead of its mean.
             name: a label.
 
-        ``initial`` is the empirical distribution of the episodes' first states.
+        ``initial`` is the empirical distribution of the env's reset states.
         """
         data = self.transitions
         low = data.actions.min(0).values if action_low is None else action_low
@@ -358,7 +415,7 @@ class GaussianDynamicsFit:
         def learned_reward(s, a):
             return self.predict(s, a)[0][..., d]
 
-        starts = data.states[data.episode_start]
+        starts = data.initial_states
         initial = dist.Empirical(starts, torch.zeros(len(starts), dtype=starts.dtype))
         return ContinuousMDP(
             dynamics,

@@ -20,7 +20,10 @@ collapse the proposal.
 
 ``noise_correlation = ρ > 0`` makes the proposal's noise an AR(1) process in time (smooth action
 sequences, needed where rewards are sparse: MountainCar). Only the proposal changes; the prior
-and hence the posterior stay as above, and the weights remain exact.
+and hence the posterior stay as above, and the weights remain exact. A proposal only has to
+put its samples where the posterior is: on the pendulum swing-up (K = 1024, H = 30, λ = 0.1)
+ρ = 0.95 averages −344 over 30 seeds against −357 for white noise, which is pytorch_mppi's
+algorithm and return (``benchmarks/mppi_pendulum.py``).
 
 Speed notes (measured on CPU at K = 1024, H = 30): the rollout's per-step torch calls dominate,
 so the model computes all rewards in one call after the rollout; the controller runs under
@@ -30,6 +33,7 @@ setting, so the controller leaves it to the caller (the benchmark measures and c
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import time
@@ -112,6 +116,18 @@ class DiagonalNormal(dist.TorchDistribution):
         return -0.5 * (z * z).sum(-1) - self._log_norm
 
 
+@functools.lru_cache(maxsize=32)
+def _ar1_filter(horizon: int, rho: float, dtype, device) -> torch.Tensor:
+    with torch.inference_mode(False):  # a plain tensor, usable inside and outside autograd
+        c = math.sqrt(1 - rho**2)
+        t = torch.arange(horizon, dtype=dtype, device=device)
+        lags = t[:, None] - t[None, :]
+        powers = torch.where(lags >= 0, rho ** lags.clamp(min=0), torch.zeros_like(lags))
+        gain = torch.full_like(t, c)
+        gain[0] = 1.0
+        return powers * gain
+
+
 class AutoregressiveNormal(dist.TorchDistribution):
     """A Gaussian over sequences x = loc + ε of event shape (H, d) with AR(1) noise in time.
 
@@ -153,17 +169,22 @@ class AutoregressiveNormal(dist.TorchDistribution):
         new._validate_args = self._validate_args
         return new
 
+    def _filter(self) -> torch.Tensor:
+        """The (H, H) lower-triangular L with ε = L·(σξ): L[t, s] = ρ^(t−s)·(1 if s = 0 else c)."""
+        return _ar1_filter(self.event_shape[0], self.correlation, self.loc.dtype, self.loc.device)
+
     def rsample(self, sample_shape=()):
         shape = self._extended_shape(torch.Size(sample_shape))
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device) * self.scale
-        rho = self.correlation
-        if rho > 0:
-            c = math.sqrt(1 - rho**2)
-            steps = [eps[..., 0, :]]
-            for t in range(1, shape[-2]):
-                steps.append(rho * steps[-1] + c * eps[..., t, :])
-            eps = torch.stack(steps, dim=-2)
-        return self.loc + eps
+        # noise drawn time-first (H, batch..., d): the rollout then reads each step's actions
+        # as a contiguous slice. With ρ > 0 the AR(1) recursion εₜ = ρεₜ₋₁ + c·σξₜ is one GEMM,
+        # L (H, H) @ (H, batch·d); a Python loop over t costs H small ops per plan, and a
+        # batched (H, H) @ (H, d) matmul per particle is slower still
+        horizon = shape[-2]
+        eps = torch.randn((horizon,) + shape[:-2] + shape[-1:], dtype=self.loc.dtype,
+                          device=self.loc.device) * self.scale  # fmt: skip
+        if self.correlation > 0:
+            eps = (self._filter() @ eps.reshape(horizon, -1)).reshape(eps.shape)
+        return self.loc + eps.movedim(0, -2)
 
     def log_prob(self, value):
         if self._validate_args:

@@ -274,7 +274,10 @@ def test_plan_runs_mppi_in_gymnasium(tmp_path, capsys):
     out = capsys.readouterr().out
     assert png.read_bytes().startswith(PNG)
     mdp = envs.pendulum(5)
-    controller = MPPI(mdp, horizon=5, num_samples=16, temperature=1.0, noise_scale=1.0, seed=1)
+    controller = MPPI(
+        mdp, horizon=5, num_samples=16, temperature=1.0, noise_scale=1.0, seed=1,
+        noise_correlation=0.95,  # the CLI's default for the pendulum
+    )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", WeightDegeneracyWarning)
         episode = run_episode(
@@ -285,7 +288,7 @@ def test_plan_runs_mppi_in_gymnasium(tmp_path, capsys):
             mdp=mdp,
             initial_state=[math.pi, 0.0],
         )
-    assert _value(out, "return") == pytest.approx(episode.total_return, rel=1e-6)
+    assert _value(out, "return") == pytest.approx(episode.total_return, rel=1e-5)  # 6 digits
     assert _value(out, "steps") == 4
     assert _value(out, "ms per step") > 0
     assert _value(out, "median ESS") == pytest.approx(np.median(controller.ess_history), abs=0.05)

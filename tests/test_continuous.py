@@ -189,10 +189,13 @@ def test_elbo_equals_rewards_plus_prior_minus_log_q_by_hand(vectorized):
     assert torch.allclose(got, expected, atol=1e-10)
 
 
+@pytest.mark.parametrize("terminal", [False, True])
 @pytest.mark.parametrize("vectorized", [True, False])
 @pytest.mark.parametrize("fixed_start", [True, False])
-def test_model_log_joint_equals_log_prior_plus_rewards_over_alpha(vectorized, fixed_start):
-    mdp = envs.pendulum(horizon=6)
+def test_model_log_joint_equals_log_prior_plus_rewards_over_alpha(
+    vectorized, fixed_start, terminal
+):
+    mdp = envs.pendulum(horizon=6, terminal_reward=terminal)
     gen = torch.Generator().manual_seed(3)
     actions = 4 * torch.rand(6, 1, generator=gen) - 2
     s0 = torch.tensor([2.0, -0.5])
@@ -216,6 +219,9 @@ def test_model_log_joint_equals_log_prior_plus_rewards_over_alpha(vectorized, fi
         thdot = min(max(thdot + (15.0 * math.sin(th) + 3.0 * u) * 0.05, -8.0), 8.0)
         th = th + thdot * 0.05
     expected = 6 * -math.log(4.0) + total_reward / 0.1
+    if terminal:  # p(O_T | s_T) = exp(r_T(s_T)/α), r_T the state part of the reward
+        th_norm = (th + math.pi) % (2 * math.pi) - math.pi
+        expected -= (th_norm**2 + 0.1 * thdot**2) / 0.1
     if not fixed_start:
         expected += -math.log(2 * math.pi * 2.0)  # p0 = U(−π, π) × U(−1, 1)
     assert trace.log_prob_sum().item() == pytest.approx(expected, rel=1e-12)

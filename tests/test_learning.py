@@ -53,6 +53,68 @@ def test_collect_transitions(lake):
         collect_transitions(42, None, steps=5, seed=0)
 
 
+def _exact_success(true, policy):
+    """P(goal within T) of a (T, S, A) policy in the true model, by policy evaluation."""
+    value = torch.zeros(true.num_states)
+    for t in reversed(range(true.horizon)):
+        value = (policy[t] * (true.transition * (true.reward + value)).sum(-1)).sum(-1)
+    return float(true.initial @ value)
+
+
+def test_exploring_starts_cover_the_lake_and_fix_the_model_where_it_matters():
+    """Random walks from the reset state rarely reach the goal's neighbour (state 14); data
+    set 0 then picks the wrong action there and loses ~9 points of success. Exploring starts
+    cover every non-terminal state, the initial distribution still comes from the env's
+    reset, and p̂'s soft-optimal policy is within 0.5 points of the true one (exactly)."""
+    env = gym.make("FrozenLake-v1", map_name="4x4", is_slippery=True)
+    true = TabularMDP.from_gymnasium(env, 100)
+    best = _exact_success(
+        true, soft_value_iteration(true, temperature=1e-3, backup="expected").policy
+    )
+    success, visits = {}, {}
+    for exploring in (False, True):
+        data = collect_transitions(
+            env, None, steps=20_000, seed=0, exploring_starts=exploring, progress=False
+        )
+        learned = fit_tabular_model(data, 16, 4, 100)
+        pi = soft_value_iteration(learned, temperature=1e-3, backup="expected").policy
+        success[exploring] = _exact_success(true, pi)
+        visits[exploring] = torch.bincount(data.states, minlength=16)
+        assert data.reset_states.shape == (int(data.episode_start.sum()),)
+        assert (data.reset_states == 0).all()  # the env's own reset: always state 0
+        torch.testing.assert_close(learned.initial, true.initial)
+        assert torch.equal(learned.terminal, true.terminal)
+    assert best - success[False] > 0.05  # the unlucky random-walk data set
+    assert best - success[True] < 0.005
+    live = ~true.terminal
+    assert visits[False][14] < 200 and visits[True][live].min() > 1000
+    # terminal states are never chosen as starts once seen: at most one visit each
+    assert (visits[True][true.terminal] <= 1).all()
+
+
+def test_exploring_starts_reject_envs_they_cannot_move():
+    with pytest.raises(ValueError, match="exploring_starts.*Discrete"):
+        collect_transitions(gym.make("Pendulum-v1"), steps=5, exploring_starts=True)
+
+    class Counter(gym.Env):  # a Discrete env that keeps its state somewhere else
+        observation_space = gym.spaces.Discrete(3)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.count = 0
+            return 0, {}
+
+        def step(self, action):
+            self.count = (self.count + 1) % 3
+            return self.count, 0.0, False, False, {}
+
+    with pytest.raises(ValueError, match=r"env\.unwrapped\.s"):
+        collect_transitions(Counter(), steps=5, exploring_starts=True, progress=False)
+    data = collect_transitions(Counter(), steps=5, progress=False)
+    assert torch.equal(data.initial_states, data.states[data.episode_start])
+
+
 def test_tabular_counts_recover_the_true_frozen_lake(lake):
     env, data = lake
     true = TabularMDP.from_gymnasium(env, 20)
