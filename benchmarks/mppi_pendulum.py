@@ -20,7 +20,7 @@ criterion compares the median ms per control step. pytorch_mppi is called as its
 * ``pgm_control MPPI, white noise`` — ρ = 0: the same algorithm as pytorch_mppi. The two tie
   within the seed-to-seed spread; this row shows where the gain of the row above comes from.
 
-Run:  python benchmarks/mppi_pendulum.py            (needs ``pip install -e .[bench]``)
+Run:  python benchmarks/mppi_pendulum.py            (pytorch_mppi: the ``dev`` or ``bench`` extra)
 Quick check:  python benchmarks/mppi_pendulum.py --seeds 2 --mc-seeds 1
 """
 

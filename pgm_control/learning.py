@@ -146,7 +146,9 @@ def collect_transitions(
                 f"gymnasium's toy-text envs keep their state; {name} has no such attribute"
             )
         if exploring_starts:
-            candidates = [x for x in range(int(env.observation_space.n)) if x not in ended]
+            first = int(env.observation_space.start)
+            states = range(first, first + int(env.observation_space.n))
+            candidates = [x for x in states if x not in ended]
             if candidates:  # else every state ended an episode: keep the env's reset state
                 obs = type(obs)(candidates[rng.integers(len(candidates))])
                 env.unwrapped.s = obs

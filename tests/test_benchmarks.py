@@ -1,0 +1,67 @@
+"""The benchmark scripts run end to end on tiny settings and print their side-by-side tables.
+
+Their verdicts need full settings (minutes each; the README quotes full runs), so here a FAIL
+on tiny settings is expected; what must hold is that each script runs, prints every row of its
+table and a verdict per target, and exits 0 (all pass) or 1 (some fail), never crashing.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "exact_messages.py": (
+        "--quick --horizon 10 --enum-horizon 10 --threads 1",
+        ["Taxi-v4", "FrozenLake-v1 8x8 slippery"],
+    ),
+    "svi_convergence.py": ("--quick", ["targets passed", "rao_blackwell"]),
+    "pendulum_svi.py": ("--smoke", ["fast form", "smoke run: no verdict"]),
+    "mppi_pendulum.py": (
+        "--seeds 1 --steps 3 --samples 16 --horizon 5 --threads 1 --mc-seeds 1 "
+        "--mc-samples 16 --mc-horizon 5",
+        [
+            "pgm_control MPPI:",
+            "pgm_control MPPI, white noise:",
+            "pytorch_mppi:",
+            "ms/step <=",
+            "MountainCarContinuous-v0",
+            "every return > 90",
+            "overall:",
+        ],
+    ),  # fmt: skip
+    "model_based.py": (
+        "--fl-data-seeds 1 --fl-episodes 50 --fl-steps 2000 --seeds 1 --pendulum-steps 300 "
+        "--fit-steps 10 --samples 16 --plan-horizon 5",
+        [
+            "exploring starts",
+            "random walk from the env's reset state",
+            "data seed 0",
+            "every data set within 2 points",
+            "MPPI in p̂",
+            "every return >= -450",
+            "overall:",
+        ],
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_benchmark_runs_on_tiny_settings(script, tmp_path):
+    args, expected = CASES[script]
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args.split()],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode in (0, 1), f"{script} crashed:\n{proc.stderr[-3000:]}"
+    for text in expected:
+        assert text in out, f"{script}: {text!r} missing from its output:\n{out[-3000:]}"
+    if "overall:" in out:  # the exit code is the verdict
+        assert ("overall: PASS" in out) == (proc.returncode == 0)
+    assert "Traceback" not in proc.stderr
