@@ -50,8 +50,8 @@ def pendulum(
         # θ̇' = clip(θ̇ + (3g/2l·sin θ + 3/(ml²)·u)·dt), θ' = θ + θ̇'·dt, written with fused
         # torch.add(…, alpha=) calls: MPPI calls this H times per plan on (K,) tensors, where
         # the per-op overhead, not the arithmetic, is the cost
-        th, thdot = s[..., 0], s[..., 1]
-        u = a[..., 0].clamp(-max_torque, max_torque)
+        th, thdot = s.unbind(-1)
+        u = a.squeeze(-1).clamp(-max_torque, max_torque)
         newthdot = torch.add(thdot, torch.sin(th), alpha=k_sin).add(u, alpha=k_u)
         newthdot = newthdot.clamp(-max_speed, max_speed)
         return torch.stack([torch.add(th, newthdot, alpha=dt), newthdot], dim=-1)

@@ -189,17 +189,17 @@ class AutoregressiveNormal(dist.TorchDistribution):
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        eps = value - self.loc
+        z = (value - self.loc) * self._inv_scale  # εₜ/σ
         horizon, d = self.event_shape
-        log_jacobian = 0.0
         rho = self.correlation
-        if rho > 0:
-            c = math.sqrt(1 - rho**2)
-            innovations = (eps[..., 1:, :] - rho * eps[..., :-1, :]) / c
-            eps = torch.cat([eps[..., :1, :], innovations], dim=-2)
-            log_jacobian = -(horizon - 1) * d * math.log(c)
-        z = eps * self._inv_scale
-        return -0.5 * (z * z).sum((-1, -2)) - horizon * self._log_norm + log_jacobian
+        if rho == 0:
+            return -0.5 * z.square().sum((-1, -2)) - horizon * self._log_norm
+        c = math.sqrt(1 - rho**2)
+        # whitened innovations eₜ/σ = (εₜ − ρεₜ₋₁)/(cσ) for t ≥ 1, and ε₀/σ
+        innovations = torch.add(z[..., 1:, :], z[..., :-1, :], alpha=-rho)
+        squares = z[..., 0, :].square().sum(-1) + innovations.square().sum((-1, -2)) / c**2
+        log_jacobian = -(horizon - 1) * d * math.log(c)
+        return -0.5 * squares - horizon * self._log_norm + log_jacobian
 
 
 def _check_scale(name, value, action_dim) -> torch.Tensor:
