@@ -20,6 +20,9 @@ criterion compares the median ms per control step. pytorch_mppi is called as its
 * ``pgm_control MPPI, white noise`` — ρ = 0: the same algorithm as pytorch_mppi. The two tie
   within the seed-to-seed spread; this row shows where the gain of the row above comes from.
 
+Where the gain comes from: ``--sweep`` runs our controller alone over proposal settings (ρ, a
+4× larger K, a terminal reward on s_H) for ``--sweep-seeds`` seeds each, no verdict.
+
 Run:  python benchmarks/mppi_pendulum.py            (pytorch_mppi: the ``dev`` or ``bench`` extra)
 Quick check:  python benchmarks/mppi_pendulum.py --seeds 2 --mc-seeds 1
 """
@@ -214,6 +217,39 @@ def mountain_car_benchmark(args, dtype) -> bool:
     return ok
 
 
+def sweep(args, dtype) -> None:
+    """Our controller alone, one setting at a time: mean return ± s.e. over the seeds."""
+    torch.set_num_threads(args.threads or 1)
+    env = gym.make("Pendulum-v1")
+    settings = [(f"ρ = {rho:g}", {"noise_correlation": rho}, {}) for rho in args.sweep_rho]
+    settings += [
+        (f"ρ = 0, K = {4 * args.samples}", {"num_samples": 4 * args.samples}, {}),
+        ("ρ = 0, terminal reward r_T(s_H)", {}, {"terminal_reward": True}),
+    ]
+    print(
+        f"\nsweep: our MPPI alone, Pendulum-v1 from θ=π, θ̇=0, {args.steps} steps, "
+        f"{args.sweep_seeds} seeds per setting; K={args.samples}, H={args.horizon}, "
+        f"σ={args.noise}, λ={args.temperature} unless stated"
+    )
+    for label, options, model in settings:
+        mdp = pendulum(args.horizon, **model)
+        returns = []
+        for seed in range(args.sweep_seeds):
+            kwargs = dict(
+                horizon=args.horizon, num_samples=args.samples, temperature=args.temperature,
+                noise_scale=args.noise, seed=seed,
+            )  # fmt: skip
+            ctrl = MPPI(mdp, **{**kwargs, **options})
+            ep = run_episode(
+                env, ctrl.act, steps=args.steps, seed=seed, mdp=mdp,
+                initial_state=[math.pi, 0.0], dtype=dtype,
+            )  # fmt: skip
+            returns.append(ep.total_return)
+        r = np.array(returns)
+        se = r.std(ddof=1) / math.sqrt(len(r)) if len(r) > 1 else 0.0
+        print(f"  {label:>34}: mean return {r.mean():7.1f} ± {se:.1f} s.e. (min {r.min():.1f})")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -234,11 +270,17 @@ def main(argv=None) -> int:
     p.add_argument("--mc-samples", type=int, default=1024)
     p.add_argument("--mc-correlation", type=float, default=0.95)
     p.add_argument("--show-ess-warnings", action="store_true")
+    p.add_argument("--sweep", action="store_true", help="only the sweep of proposal settings")
+    p.add_argument("--sweep-seeds", type=int, default=30)
+    p.add_argument("--sweep-rho", type=float, nargs="+", default=[0.0, 0.5, 0.8, 0.95, 0.98])
     args = p.parse_args(argv)
     if not args.show_ess_warnings:  # summarised in the output instead
         warnings.simplefilter("ignore", WeightDegeneracyWarning)
     dtype = DTYPES[args.dtype]
     ok = True
+    if args.sweep:
+        sweep(args, dtype)
+        return 0
     if args.seeds:
         ok &= pendulum_benchmark(args, dtype)
     if args.mc_seeds:

@@ -42,6 +42,12 @@ def pendulum(
     receding horizon (MPPI), so that the plan scores the H states its H actions reach rather
     than s₀…s_{H−1}, of which s₀ is fixed. Leave it off for the episode's own objective.
     """
+    if not isinstance(terminal_reward, bool):
+        raise TypeError(
+            "`terminal_reward` must be True or False (the pendulum's own state reward); for "
+            "another r_T use `pendulum(...).replace(terminal_reward=fn)`, got "
+            f"{type(terminal_reward).__name__}"
+        )
     max_speed, max_torque, dt, m, l = 8.0, 2.0, 0.05, 1.0, 1.0
 
     k_sin, k_u = 3 * g / (2 * l) * dt, 3.0 / (m * l**2) * dt
@@ -56,14 +62,13 @@ def pendulum(
         newthdot = newthdot.clamp(-max_speed, max_speed)
         return torch.stack([torch.add(th, newthdot, alpha=dt), newthdot], dim=-1)
 
-    def reward(s, a):
-        th, thdot = s[..., 0], s[..., 1]
-        u = a[..., 0].clamp(-max_torque, max_torque)
-        return -(angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * u**2)
-
     def state_reward(s):
         th, thdot = s[..., 0], s[..., 1]
         return -(angle_normalize(th) ** 2 + 0.1 * thdot**2)
+
+    def reward(s, a):
+        u = a[..., 0].clamp(-max_torque, max_torque)
+        return state_reward(s) - 0.001 * u**2
 
     if initial is None:
         high = torch.tensor([math.pi, 1.0], dtype=dtype)

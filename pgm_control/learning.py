@@ -140,12 +140,12 @@ def collect_transitions(
     def reset(**kwargs):
         obs, _ = env.reset(**kwargs)
         rows["reset"].append(obs)
-        if exploring_starts and not hasattr(env.unwrapped, "s"):
-            raise ValueError(
-                "`exploring_starts` moves the agent through `env.unwrapped.s`, where "
-                f"gymnasium's toy-text envs keep their state; {name} has no such attribute"
-            )
         if exploring_starts:
+            if not hasattr(env.unwrapped, "s"):
+                raise ValueError(
+                    "`exploring_starts` moves the agent through `env.unwrapped.s`, where "
+                    f"gymnasium's toy-text envs keep their state; {name} has no such attribute"
+                )
             first = int(env.observation_space.start)
             states = range(first, first + int(env.observation_space.n))
             candidates = [x for x in states if x not in ended]

@@ -22,8 +22,8 @@ collapse the proposal.
 sequences, needed where rewards are sparse: MountainCar). Only the proposal changes; the prior
 and hence the posterior stay as above, and the weights remain exact. A proposal only has to
 put its samples where the posterior is: on the pendulum swing-up (K = 1024, H = 30, λ = 0.1)
-ρ = 0.95 averages −344 over 30 seeds against −357 for white noise, which is pytorch_mppi's
-algorithm and return (``benchmarks/mppi_pendulum.py``).
+ρ = 0.95 averages −345 over 30 seeds against −357 for white noise, which is pytorch_mppi's
+algorithm and return (``benchmarks/mppi_pendulum.py --sweep``).
 
 Speed notes (measured on CPU at K = 1024, H = 30): the rollout's per-step torch calls dominate,
 so the model computes all rewards in one call after the rollout; the controller runs under

@@ -34,6 +34,10 @@ CASES = {
             "overall:",
         ],
     ),  # fmt: skip
+    "mppi_pendulum.py --sweep": (
+        "--sweep --sweep-seeds 2 --sweep-rho 0 0.9 --steps 3 --samples 16 --horizon 5",
+        ["ρ = 0:", "ρ = 0.9:", "ρ = 0, K = 64:", "ρ = 0, terminal reward"],
+    ),
     "model_based.py": (
         "--fl-data-seeds 1 --fl-episodes 50 --fl-steps 2000 --seeds 1 --pendulum-steps 300 "
         "--fit-steps 10 --samples 16 --plan-horizon 5",
@@ -55,7 +59,7 @@ def test_benchmark_runs_on_tiny_settings(script, tmp_path):
     args, expected = CASES[script]
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *args.split()],
+        [sys.executable, str(ROOT / "benchmarks" / script.split()[0]), *args.split()],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     out = proc.stdout

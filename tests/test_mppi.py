@@ -120,6 +120,8 @@ def test_terminal_reward_scores_the_state_the_last_action_reaches():
     assert plans["fast"].sum() > plans["none"].sum() + 1.0
     with pytest.raises(TypeError, match="terminal_reward"):
         base.replace(terminal_reward=1.0)
+    with pytest.raises(TypeError, match="terminal_reward.*replace"):
+        pendulum(4, terminal_reward=lambda s: s[..., 1])
 
 
 def _integrator(horizon=3, q=0.5, sigma=1.0, s_0=1.0, alpha=1.0):
