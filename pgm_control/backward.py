@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 import torch
 
-from .mdp import TabularMDP, _check_mdp, _check_temperature
+from .mdp import TabularMDP, _check_mdp, _check_policy, _check_temperature
 
 __all__ = [
     "SoftValues",
@@ -32,6 +32,7 @@ __all__ = [
     "optimal_elbo",
     "discounted_soft_value_iteration",
     "DiscountedSoftValues",
+    "soft_policy_evaluation",
 ]
 
 _BACKUPS = ("optimistic", "expected")
@@ -77,8 +78,12 @@ def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
     return w
 
 
-def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None):
-    """Shared recursion for both backups. Returns scaled q/α (T,S,A) and v/α (T+1,S)."""
+def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, log_policy=None):
+    """Shared recursion for both backups. Returns scaled q/α (T,S,A) and v/α (T+1,S).
+
+    With ``log_policy`` (T,S,A) the expected backup evaluates that policy instead of the
+    soft-optimal one: Vₜ(s)/α = Σₐ πₜ(a|s)·(Qₜ(s,a)/α + log p(a|s) − log πₜ(a|s)).
+    """
     if backup not in _BACKUPS:
         raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
     T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
@@ -98,8 +103,22 @@ def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None):
             q[t] = _logsumexp_matvec(*kernels[w[t].item()], P, w[t] * r_scaled, v[t + 1])
         else:
             q[t] = w[t] * r_bar + (P_flat @ v[t + 1]).view(S, A)  # E[(r + Vₜ₊₁)/α]
-        v[t] = torch.logsumexp(log_prior + q[t], dim=-1)
+        if log_policy is None:
+            v[t] = torch.logsumexp(log_prior + q[t], dim=-1)
+        else:
+            v[t] = _policy_value(log_policy[t], log_prior, q[t])
     return q, v
+
+
+def _policy_value(log_pi, log_prior, q_scaled):
+    """Σₐ π(a|s)·(q + log p(a|s) − log π(a|s)), with 0·(anything) = 0 where π(a|s) = 0."""
+    pi = log_pi.exp()
+    on = pi > 0
+    zero = torch.zeros_like(q_scaled)
+    per_action = torch.where(on, q_scaled + log_prior - log_pi, zero)
+    value = (pi * per_action).sum(-1)
+    # acting where the prior forbids (π > 0 = p) costs an infinite KL: the value is -inf
+    return torch.where((on & torch.isinf(log_prior)).any(-1), -torch.inf, value)
 
 
 def _tilted_kernel(P: torch.Tensor, r_scaled: torch.Tensor):
@@ -181,6 +200,39 @@ def optimal_elbo(
     alpha = _check_temperature(temperature)
     _, v_scaled = _backward(mdp, alpha, "expected", observed_steps)
     return (mdp.initial * v_scaled[0]).sum()
+
+
+def soft_policy_evaluation(
+    mdp: TabularMDP,
+    policy: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    observed_steps: Iterable[int] | None = None,
+) -> SoftValues:
+    """Soft Q and V of a *given* policy π under the true dynamics (the expected backup).
+
+    ``Qₜ^π(s,a) = Σ_s' P(s'|s,a)·(r(s,a,s') + Vₜ₊₁^π(s'))``,
+    ``Vₜ^π(s) = Σₐ πₜ(a|s)·(Qₜ^π(s,a) − α·log(πₜ(a|s)/p(a|s)))``, V_T = 0: the entropy- (KL-)
+    regularised value of acting with π (Levine 2018, §4.2; the critic of soft actor-critic).
+    Σ_s p0(s)·V₀^π(s)/α is :func:`pgm_control.policy_elbo` of π, and π's soft-greedy policy
+    ∝ p(a|s)·exp(Qₜ^π/α) is one step of soft policy iteration.
+
+    Args:
+        mdp: a :class:`TabularMDP`.
+        policy: πₜ(a|s), (T, S, A) or stationary (S, A) probabilities.
+        temperature: α > 0.
+        observed_steps: condition only on these Oₜ, as in the model.
+
+    Returns:
+        :class:`SoftValues` with q (T,S,A), v (T+1,S) of π and ``policy`` = π itself,
+        ``backup="policy"``.
+    """
+    mdp = _check_mdp(mdp)
+    alpha = _check_temperature(temperature)
+    pi = _check_policy(mdp, policy, "policy")
+    log_pi = torch.log(pi)
+    q_scaled, v_scaled = _backward(mdp, alpha, "expected", observed_steps, log_policy=log_pi)
+    return SoftValues(alpha * q_scaled, alpha * v_scaled, pi, alpha, "policy")
 
 
 class DiscountedSoftValues(typing.NamedTuple):

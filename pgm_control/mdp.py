@@ -13,12 +13,12 @@ asked for) on the device of the transition tensor. Every check raises a ``ValueE
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from typing import Any
 
 import numpy as np
 import torch
+
+from .validation import check_temperature
 
 __all__ = ["TabularMDP", "random_mdp", "lottery_mdp", "chain_mdp"]
 
@@ -478,16 +478,7 @@ def chain_mdp(num_states: int = 5, horizon: int = 6, *, slip: float = 0.0, dtype
 
 
 def _check_temperature(temperature) -> float:
-    if isinstance(temperature, (torch.Tensor, np.ndarray)):
-        count = temperature.numel() if isinstance(temperature, torch.Tensor) else temperature.size
-        if count != 1:
-            raise ValueError("`temperature` must be a scalar")
-        temperature = float(temperature)
-    if not isinstance(temperature, numbers.Real) or isinstance(temperature, (bool, np.bool_)):
-        raise TypeError(f"`temperature` must be a positive float, got {temperature!r}")
-    if not (temperature > 0 and math.isfinite(temperature)):
-        raise ValueError(f"`temperature` (alpha) must be a finite number > 0, got {temperature}")
-    return float(temperature)
+    return check_temperature(temperature)
 
 
 def _check_mdp(mdp, where: str = "mdp") -> TabularMDP:
