@@ -23,7 +23,8 @@ from collections.abc import Iterable
 
 import torch
 
-from .mdp import TabularMDP, _check_mdp, _check_policy, _check_temperature
+from .mdp import TabularMDP, _check_mdp, _check_policy, _check_temperature, _safe_log
+from .validation import check_positive_float, check_positive_int, check_probability
 
 __all__ = [
     "SoftValues",
@@ -79,10 +80,11 @@ def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
 
 
 def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, log_policy=None):
-    """Shared recursion for both backups. Returns scaled q/α (T,S,A) and v/α (T+1,S).
+    """Shared recursion for every backup. Returns scaled q/α (T,S,A) and v/α (T+1,S).
 
     With ``log_policy`` (T,S,A) the expected backup evaluates that policy instead of the
     soft-optimal one: Vₜ(s)/α = Σₐ πₜ(a|s)·(Qₜ(s,a)/α + log p(a|s) − log πₜ(a|s)).
+    Each step is a new tensor (no in-place writes), so autograd runs through the recursion.
     """
     if backup not in _BACKUPS:
         raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
@@ -91,23 +93,27 @@ def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, l
     r_scaled = mdp.reward / alpha  # r(s,a,s')/α, indexed as [s, a, s']
     P = mdp.transition
     log_prior = mdp.log_action_prior
-    q = torch.empty(T, S, A, dtype=mdp.float_dtype, device=mdp.device)
-    v = torch.zeros(T + 1, S, dtype=mdp.float_dtype, device=mdp.device)
     if backup == "optimistic":
+        log_P = mdp.log_transition
         kernels = {wt: _tilted_kernel(P, wt * r_scaled) for wt in set(w.tolist())}
     else:
         r_bar = (P * r_scaled).sum(-1)  # E[r]/α, (S, A)
         P_flat = P.flatten(0, 1)  # (S·A, S')
+    v_tp1 = torch.zeros(S, dtype=mdp.float_dtype, device=mdp.device)  # V_T = 0
+    q_rev, v_rev = [], [v_tp1]  # built from t = T-1 down to 0
     for t in range(T - 1, -1, -1):
         if backup == "optimistic":
-            q[t] = _logsumexp_matvec(*kernels[w[t].item()], P, w[t] * r_scaled, v[t + 1])
+            q_t = _logsumexp_matvec(*kernels[w[t].item()], log_P, w[t] * r_scaled, v_tp1)
         else:
-            q[t] = w[t] * r_bar + (P_flat @ v[t + 1]).view(S, A)  # E[(r + Vₜ₊₁)/α]
+            q_t = w[t] * r_bar + (P_flat @ v_tp1).view(S, A)  # E[(r + Vₜ₊₁)/α]
         if log_policy is None:
-            v[t] = torch.logsumexp(log_prior + q[t], dim=-1)
+            v_t = torch.logsumexp(log_prior + q_t, dim=-1)
         else:
-            v[t] = _policy_value(log_policy[t], log_prior, q[t])
-    return q, v
+            v_t = _policy_value(log_policy[t], log_prior, q_t)
+        q_rev.append(q_t)
+        v_rev.append(v_t)
+        v_tp1 = v_t
+    return torch.stack(q_rev[::-1]), torch.stack(v_rev[::-1])
 
 
 def _policy_value(log_pi, log_prior, q_scaled):
@@ -129,18 +135,34 @@ def _tilted_kernel(P: torch.Tensor, r_scaled: torch.Tensor):
     return (P * torch.exp(shifted)).flatten(0, 1), m
 
 
-def _logsumexp_matvec(kernel, m, P, r_scaled, v_tp1):
+def _underflow_threshold(dtype: torch.dtype) -> float:
+    """Below this a row sum of the matvec may have lost relative precision to underflow.
+
+    Each summand K·exp(v − max v) ≤ 1 that underflows loses at most ``tiny``; a total above
+    tiny/eps² keeps S·eps² relative accuracy for any S < 1/eps. float64 keeps its historic
+    1e-250 (above its tiny/eps² ≈ 4.5e-277, so the same criterion holds, bit for bit as
+    before); float32 gets ≈ 8.3e-25 — a float64-only constant here made float32 return −inf.
+    """
+    if dtype == torch.float64:
+        return 1e-250
+    info = torch.finfo(dtype)
+    return info.tiny / info.eps**2
+
+
+def _logsumexp_matvec(kernel, m, log_P, r_scaled, v_tp1):
     """log Σ_s' P(s'|s,a)·exp(r/α + Vₜ₊₁(s')), as one stabilised (S·A, S) @ (S,) product.
 
-    Rows whose sum underflows (only when values span > ~600 nats) are redone by logsumexp.
+    Rows whose sum underflows (values spanning > ~500 nats in float64, ~50 in float32) are
+    redone by an exact logsumexp. Out of place, so autograd runs through it; the log is taken
+    only of rows that are kept, so a 0 row sum never turns into a NaN gradient.
     """
     v_max = v_tp1.max()
     total = (kernel @ torch.exp(v_tp1 - v_max)).view_as(m)
-    q = torch.log(total) + m + v_max
-    bad = total < 1e-250
+    bad = total < _underflow_threshold(total.dtype)
+    q = torch.log(torch.where(bad, torch.ones_like(total), total)) + m + v_max
     if bad.any():
         idx = bad.nonzero(as_tuple=True)
-        q[idx] = torch.logsumexp(torch.log(P[idx]) + r_scaled[idx] + v_tp1, dim=-1)
+        q = q.index_put(idx, torch.logsumexp(log_P[idx] + r_scaled[idx] + v_tp1, dim=-1))
     return q
 
 
@@ -230,7 +252,7 @@ def soft_policy_evaluation(
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
     pi = _check_policy(mdp, policy, "policy")
-    log_pi = torch.log(pi)
+    log_pi = _safe_log(pi)  # −inf where π = 0, with a finite gradient there
     q_scaled, v_scaled = _backward(mdp, alpha, "expected", observed_steps, log_policy=log_pi)
     return SoftValues(alpha * q_scaled, alpha * v_scaled, pi, alpha, "policy")
 
@@ -250,21 +272,34 @@ def discounted_soft_value_iteration(
     *,
     discount: float,
     temperature: float = 1.0,
-    tol: float = 1e-10,
+    tol: float | None = None,
     max_iterations: int = 100_000,
 ) -> DiscountedSoftValues:
     """Infinite-horizon soft value iteration with discount γ (Levine 2018, §4.2; soft Q-learning).
 
     ``Q(s,a) = Σ_s' P(s'|s,a)·(r(s,a,s') + γ·V(s'))``, ``V(s) = α·log Σₐ p(a|s)·exp(Q(s,a)/α)``,
     iterated to a fixed point (a γ-contraction) until max |ΔV| < tol. ``mdp.horizon`` is ignored.
+
+    Args:
+        mdp: a :class:`TabularMDP`.
+        discount: γ in [0, 1).
+        temperature: α > 0.
+        tol: stop when max |ΔV| < tol. None (default): 1e-10, or the dtype's resolution
+            16·eps·max(1, max|V|) where that is coarser — float32 cannot get below a few ulps
+            of |V| (≈ 1.9e-6·max(1, |V|)); for float64 it is 1e-10 whenever max|V| < 2.8e4.
+        max_iterations: give up (RuntimeError) after this many sweeps.
+
+    Returns:
+        :class:`DiscountedSoftValues` in the MDP's dtype; differentiable with respect to
+        ``mdp.reward`` and ``mdp.transition`` (through the iterations).
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
-    gamma = float(discount)
-    if not 0 <= gamma < 1:
-        raise ValueError(f"`discount` must be in [0, 1) for a contraction, got {discount}")
-    if not tol > 0:
-        raise ValueError(f"`tol` must be > 0, got {tol}")
+    gamma = check_probability("discount", discount, open_high=True)  # [0, 1): a contraction
+    if tol is not None:
+        tol = check_positive_float("tol", tol)
+    max_iterations = check_positive_int("max_iterations", max_iterations)
+    resolution = 16 * torch.finfo(mdp.float_dtype).eps
     P, r, log_prior = mdp.transition, mdp.reward, mdp.log_action_prior
     r_bar = (P * r).sum(-1)  # (S, A)
     v = torch.zeros(mdp.num_states, dtype=mdp.float_dtype, device=mdp.device)
@@ -274,12 +309,17 @@ def discounted_soft_value_iteration(
         v_new = alpha * torch.logsumexp(log_prior + q / alpha, dim=-1)
         residual = (v_new - v).abs().max().item()
         v = v_new
-        if residual < tol:
+        if tol is None:
+            tol_it = max(1e-10, resolution * max(1.0, v.abs().max().item()))
+        else:
+            tol_it = tol
+        if residual < tol_it:
             break
     else:
         raise RuntimeError(
-            f"discounted soft value iteration did not reach tol={tol} in {max_iterations} "
-            f"iterations (residual {residual:.3g}); raise `max_iterations` or `tol`"
+            f"discounted soft value iteration did not reach tol={tol_it:.3g} in "
+            f"{max_iterations} iterations (residual {residual:.3g}); raise `max_iterations` "
+            "or `tol`"
         )
     q = r_bar + gamma * torch.einsum("sax,x->sa", P, v)
     policy = torch.exp(log_prior + (q - v[:, None]) / alpha)

@@ -25,6 +25,27 @@ __all__ = ["TabularMDP", "random_mdp", "lottery_mdp", "chain_mdp"]
 _SUM_TOL = 1e-6
 
 
+def _sum_tolerance(dtype: torch.dtype, n: int) -> float:
+    """How far a row of ``n`` probabilities may sum from 1: 1e-6, or n·eps when coarser.
+
+    A row summed in ``dtype`` is off by at most ≈ n·eps (one rounding per entry), so a float32
+    table with hundreds of next states (Taxi: 500) is not refused for its own rounding, while
+    float64 keeps the historic 1e-6.
+    """
+    return max(_SUM_TOL, n * torch.finfo(dtype).eps)
+
+
+def _safe_log(x: torch.Tensor) -> torch.Tensor:
+    """log x with −inf where x = 0, whose gradient at the zeros is 0 instead of NaN.
+
+    ``torch.log`` differentiates to 1/x = inf there, and inf·0 from a later mask or logsumexp
+    turns into NaN; here the zeros are a held-fixed support, so their gradient is 0.
+    """
+    positive = x > 0
+    log_x = torch.log(torch.where(positive, x, torch.ones_like(x)))
+    return torch.where(positive, log_x, -torch.inf)
+
+
 def _as_tensor(name: str, value: Any, dtype: torch.dtype, device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         t = value.detach() if not value.requires_grad else value
@@ -44,12 +65,15 @@ def _as_tensor(name: str, value: Any, dtype: torch.dtype, device) -> torch.Tenso
     return t.to(dtype=dtype, device=device)
 
 
-def _check_finite(name: str, t: torch.Tensor) -> None:
+def _check_finite(name: str, t: torch.Tensor, neg_inf_hint: str = "") -> None:
     if not torch.isfinite(t).all():
         bad = "NaN" if torch.isnan(t).any() else "inf"
         idx = tuple(torch.nonzero(~torch.isfinite(t))[0].tolist())
+        value = "" if bad == "NaN" else f", value {t[idx].item()}"
+        hint = neg_inf_hint if bad == "inf" and t[idx] < 0 else ""
         raise ValueError(
-            f"`{name}` contains {bad} (first at index {idx}); all entries must be finite"
+            f"`{name}` contains {bad} (first at index {idx}{value}); all entries must be "
+            f"finite.{hint}"
         )
 
 
@@ -60,12 +84,20 @@ def _check_distribution(name: str, t: torch.Tensor, what: str) -> None:
         raise ValueError(f"`{name}` has a negative probability at index {idx}; {what} must be >= 0")
     sums = t.sum(-1)
     err = (sums - 1).abs()
-    if (err > _SUM_TOL).any():
-        idx = tuple(torch.nonzero(err > _SUM_TOL)[0].tolist())
+    tol = _sum_tolerance(t.dtype, t.shape[-1])
+    if (err > tol).any():
+        idx = tuple(torch.nonzero(err > tol)[0].tolist())
         raise ValueError(
             f"`{name}` rows must sum to 1 over the last axis ({what}); row {idx} sums to "
             f"{sums[idx].item():.8g}. Normalise it, e.g. `{name} / {name}.sum(-1, keepdims=True)`."
         )
+
+
+_REWARD_HINT = (
+    " A reward of -inf is not how this model forbids things: to forbid an action, give it"
+    " probability 0 in `action_prior` (p(a|s) = 0); to make a move impossible, set its entry"
+    " of `transition` to 0 (P(s'|s,a) = 0)."
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -131,7 +163,7 @@ class TabularMDP:
                 f"`reward` must have shape (S, A) = {(S, A)} or (S, A, S) = {(S, A, S)} "
                 f"to match `transition`, got {tuple(r.shape)}"
             )
-        _check_finite("reward", r)
+        _check_finite("reward", r, _REWARD_HINT)
 
         p0 = _as_tensor("initial", self.initial, dtype, device)
         if p0.shape != (S,):
@@ -203,17 +235,18 @@ class TabularMDP:
 
     @property
     def log_transition(self) -> torch.Tensor:
-        """log P[s, a, s'] with -inf for impossible moves (never clamped)."""
-        return torch.log(self.transition)
+        """log P[s, a, s'] with -inf for impossible moves (never clamped; gradient 0 there)."""
+        return _safe_log(self.transition)
 
     @property
     def log_action_prior(self) -> torch.Tensor:
-        """log p(a|s), shape (S, A), -inf where the prior forbids an action."""
-        return torch.log(self.action_prior)
+        """log p(a|s), shape (S, A), -inf where the prior forbids an action (gradient 0 there)."""
+        return _safe_log(self.action_prior)
 
     @property
     def log_initial(self) -> torch.Tensor:
-        return torch.log(self.initial)
+        """log p0(s), shape (S,), -inf where p0 = 0 (gradient 0 there)."""
+        return _safe_log(self.initial)
 
     @property
     def expected_reward(self) -> torch.Tensor:
@@ -515,14 +548,24 @@ def _check_policy(mdp: TabularMDP, policy, name: str = "policy", *, log: bool = 
     if torch.isnan(policy).any():
         raise ValueError(f"`{name}` contains NaN")
     with torch.no_grad():
-        probs = policy.exp() if log else policy
         if not log and (policy < 0).any():
             raise ValueError(f"`{name}` has negative probabilities; pass probabilities q(a|s)")
-        err = (probs.sum(-1) - 1).abs().max().item()
-        if err > 1e-6:
-            kind = "log-probabilities" if log else "probabilities"
-            raise ValueError(
-                f"`{name}` rows must be {kind} of a distribution over actions (sum to 1); the "
-                f"worst row is off by {err:.3g}. Normalise with softmax / division."
-            )
+        _check_rows_normalised(name, policy, log=log, what="actions")
     return policy
+
+
+def _check_rows_normalised(name: str, x: torch.Tensor, *, log: bool, what: str) -> None:
+    """Rows (last axis) must sum to 1 (``log``: logsumexp to 0) within the dtype's tolerance."""
+    probs = x.exp() if log else x
+    err = (probs.sum(-1) - 1).abs().max().item()
+    if err > _sum_tolerance(x.dtype, x.shape[-1]):
+        if log:
+            raise ValueError(
+                f"`{name}` rows must be log-probabilities of a distribution over {what} "
+                f"(logsumexp over the last axis = 0); the worst row is off by {err:.3g}. "
+                "Normalise it, e.g. with `torch.log_softmax(logits, -1)`."
+            )
+        raise ValueError(
+            f"`{name}` rows must be probabilities of a distribution over {what} (sum to 1); "
+            f"the worst row is off by {err:.3g}. Normalise with softmax / division."
+        )
