@@ -105,7 +105,7 @@ def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, l
         if backup == "optimistic":
             q_t = _logsumexp_matvec(*kernels[w[t].item()], log_P, w[t] * r_scaled, v_tp1)
         else:
-            q_t = w[t] * r_bar + (P_flat @ v_tp1).view(S, A)  # E[(r + Vₜ₊₁)/α]
+            q_t = w[t] * r_bar + _expected_next(P_flat, v_tp1, log_policy).view(S, A)
         if log_policy is None:
             v_t = torch.logsumexp(log_prior + q_t, dim=-1)
         else:
@@ -114,6 +114,20 @@ def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, l
         v_rev.append(v_t)
         v_tp1 = v_t
     return torch.stack(q_rev[::-1]), torch.stack(v_rev[::-1])
+
+
+def _expected_next(P_flat, v_tp1, log_policy):
+    """Σ_s' P(s'|s,a)·Vₜ₊₁(s') (the E[Vₜ₊₁/α] of the expected backup), 0·(−inf) = 0.
+
+    Only an evaluated policy that acts where the prior forbids has Vₜ₊₁ = −inf somewhere;
+    then Q = −inf exactly where such a state is reachable, never NaN.
+    """
+    if log_policy is None or not torch.isinf(v_tp1).any():
+        return P_flat @ v_tp1
+    finite = torch.isfinite(v_tp1)
+    value = P_flat @ torch.where(finite, v_tp1, torch.zeros_like(v_tp1))
+    doomed = ((P_flat > 0) & ~finite).any(-1)
+    return torch.where(doomed, torch.full_like(value, -torch.inf), value)
 
 
 def _policy_value(log_pi, log_prior, q_scaled):
