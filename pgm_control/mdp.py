@@ -26,13 +26,15 @@ _SUM_TOL = 1e-6
 
 
 def _sum_tolerance(dtype: torch.dtype, n: int) -> float:
-    """How far a row of ``n`` probabilities may sum from 1: 1e-6, or n·eps when coarser.
+    """How far a row of ``n`` probabilities may sum from 1: 1e-6, or √eps or n·eps if coarser.
 
-    A row summed in ``dtype`` is off by at most ≈ n·eps (one rounding per entry), so a float32
-    table with hundreds of next states (Taxi: 500) is not refused for its own rounding, while
+    A row summed in ``dtype`` is off by ≈ n·eps (one rounding per entry), and a policy
+    computed as exp(Q/α − V/α) by ≈ eps·|Q/α|; √eps (3.5e-4 in float32) lets float32 tables
+    and the library's own float32 policies through, while a real mistake is far larger.
     float64 keeps the historic 1e-6.
     """
-    return max(_SUM_TOL, n * torch.finfo(dtype).eps)
+    eps = torch.finfo(dtype).eps
+    return max(_SUM_TOL, eps**0.5, n * eps)
 
 
 def _safe_log(x: torch.Tensor) -> torch.Tensor:
