@@ -40,34 +40,6 @@ def test_posterior_dynamics_first_step_brute_force():
     np.testing.assert_allclose(pc.posterior_dynamics(mdp)[0].numpy(), expect, atol=1e-12)
 
 
-def test_posterior_samples_match_marginals_by_monte_carlo():
-    mdp = pc.random_mdp(5, 3, 6, seed=2, random_action_prior=True)
-    n = 100_000
-    traj = pc.sample_posterior_trajectories(mdp, n, temperature=0.8, seed=3)
-    assert traj.states.shape == (n, 7) and traj.actions.shape == (n, 6)
-    m = pc.state_marginals(mdp, temperature=0.8, include_final=True)
-    freq = torch.nn.functional.one_hot(traj.states, 5).double().mean(0)
-    se = (m * (1 - m) / n).sqrt()
-    assert ((freq - m).abs() <= 5 * se + 1e-12).all()
-    sa = pc.state_action_marginals(mdp, temperature=0.8)
-    idx = traj.states[:, :-1] * 3 + traj.actions
-    sa_freq = torch.nn.functional.one_hot(idx, 15).double().mean(0).view(6, 5, 3)
-    assert ((sa_freq - sa).abs() <= 5 * (sa * (1 - sa) / n).sqrt() + 1e-12).all()
-    # sampled rewards are the r(s, a, s') of the sampled transitions
-    r = mdp.reward[traj.states[:, :-1], traj.actions, traj.states[:, 1:]]
-    torch.testing.assert_close(traj.rewards, r)
-
-
-def test_lottery_posterior_samples_win_far_too_often():
-    mdp = pc.lottery_mdp()
-    traj = pc.sample_posterior_trajectories(mdp, 20_000, seed=0)
-    bought = traj.actions[:, 0] == 0
-    win_rate = (traj.states[bought, 1] == 1).double().mean().item()
-    true_rollouts = pc.sample_trajectories(mdp, pc.soft_value_iteration(mdp).policy, 20_000, seed=0)
-    true_win = (true_rollouts.states[:, 1] == 1).double().mean().item()
-    assert win_rate > 0.6 and true_win < 0.01
-
-
 def test_policy_state_distribution_matches_rollouts():
     mdp = pc.random_mdp(4, 2, 5, seed=6)
     pi = pc.soft_value_iteration(mdp, backup="expected").policy
@@ -76,11 +48,3 @@ def test_policy_state_distribution_matches_rollouts():
     traj = pc.sample_trajectories(mdp, pi, 100_000, seed=2)
     freq = torch.nn.functional.one_hot(traj.states, 4).double().mean(0)
     assert ((freq - d).abs() <= 5 * (d * (1 - d) / 100_000).sqrt() + 1e-12).all()
-
-
-def test_sampling_validation():
-    mdp = pc.random_mdp(3, 2, 2)
-    with pytest.raises(ValueError, match="`num_samples`"):
-        pc.sample_posterior_trajectories(mdp, 0)
-    with pytest.raises(ValueError, match="`policy` must have shape"):
-        pc.sample_trajectories(mdp, torch.ones(3, 3) / 3, 10)

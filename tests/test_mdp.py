@@ -165,3 +165,38 @@ def test_bad_backup_and_observed_steps():
         pc.soft_value_iteration(_base(), backup="pessimistic")
     with pytest.raises(ValueError, match="`observed_steps`"):
         pc.log_evidence(_base(), observed_steps=[5])
+
+
+def test_minus_inf_reward_points_to_action_prior_and_transition_zeros():
+    P = np.full((2, 2, 2), 0.5)
+    r = np.zeros((2, 2))
+    r[0, 1] = -np.inf
+    with pytest.raises(ValueError, match="`reward` contains inf") as info:
+        pc.TabularMDP(P, r, np.array([1.0, 0.0]), 3, dtype=torch.float64)
+    msg = str(info.value)
+    assert "`action_prior`" in msg and "`transition`" in msg and "(0, 1, 0)" in msg
+    r[0, 1] = np.inf  # +inf is just not finite: no hint about forbidding
+    with pytest.raises(ValueError, match="`reward` contains inf") as info:
+        pc.TabularMDP(P, r, np.array([1.0, 0.0]), 3, dtype=torch.float64)
+    assert "action_prior" not in str(info.value)
+
+
+def test_float32_tables_are_checked_with_a_float32_tolerance():
+    """A float32 table normalised in float32 sums to 1 only within ≈ n·eps; a real mistake fails."""
+    g = torch.Generator().manual_seed(0)
+    gam = torch.rand(40, 2, 40, generator=g, dtype=torch.float32) + 1e-3
+    P = gam / gam.sum(-1, keepdim=True)
+    p0 = torch.full((40,), 1 / 40, dtype=torch.float32)
+    mdp = pc.TabularMDP(P, torch.zeros(40, 2, dtype=torch.float32), p0, 3)
+    assert mdp.float_dtype == torch.float32
+    with pytest.raises(ValueError, match="`transition` rows must sum to 1"):
+        pc.TabularMDP(P * 1.01, torch.zeros(40, 2, dtype=torch.float32), p0, 3)
+
+
+def test_differentiable_tables_keep_their_graph():
+    P = torch.full((2, 2, 2), 0.5, dtype=torch.float64, requires_grad=True)
+    r = torch.zeros(2, 2, dtype=torch.float64, requires_grad=True)
+    mdp = pc.TabularMDP(P, r, torch.tensor([1.0, 0.0], dtype=torch.float64), 2)
+    assert mdp.transition.requires_grad and mdp.reward.requires_grad
+    mdp.reward.sum().backward()
+    torch.testing.assert_close(r.grad, torch.full((2, 2), 2.0, dtype=torch.float64))
