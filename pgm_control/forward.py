@@ -11,8 +11,12 @@ Combined with the backward message βₜ(s) = exp(Vₜ(s)/α) (optimistic backup
 and the posterior dynamics — where the optimism lives —
 ``p(s'|s,a,O) = P(s'|s,a)·exp((r(s,a,s') + Vₜ₊₁(s'))/α − Qₜ(s,a)/α)``.
 
-Also here: the state distribution a *given* policy induces under the true dynamics, which is
-what the analytic ELBO of a structured guide needs.
+Also here: the state distribution a *given* policy induces (the occupancy recursion
+dₜ₊₁ = Σ dₜ·π·P, written once, in ``_state_distribution``), which every ELBO needs.
+
+Every routine returns the MDP's dtype (``policy_state_distribution``: the policy's) and is
+differentiable in ``mdp.reward`` and ``mdp.transition``; see :mod:`pgm_control.backward` for
+the float32 accuracy bound.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ def log_forward_messages(
     """log αₜ(s) = log p(sₜ = s, O_{0:t-1}), indexed as [t, s], shape (T + 1, S).
 
     ``logsumexp(log_alpha[T])`` equals :func:`log_evidence` — an independent route to it.
+    In the MDP's dtype; differentiable in ``mdp.reward`` and ``mdp.transition``.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
@@ -74,7 +79,8 @@ def state_marginals(
     """Posterior state marginals p(sₜ | O) ∝ αₜ(s)·βₜ(s), indexed as [t, s].
 
     Returns shape (T, S) for the decision times t = 0..T-1, or (T + 1, S) with the final
-    state s_T when ``include_final=True``. Each row sums to 1.
+    state s_T when ``include_final=True``. Each row sums to 1. In the MDP's dtype;
+    differentiable in ``mdp.reward`` and ``mdp.transition``.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
@@ -85,7 +91,10 @@ def state_marginals(
 def state_action_marginals(
     mdp: TabularMDP, *, temperature: float = 1.0, observed_steps=None
 ) -> torch.Tensor:
-    """Posterior p(sₜ, aₜ | O) = p(sₜ | O)·πₜ(aₜ|sₜ), indexed as [t, s, a], shape (T, S, A)."""
+    """Posterior p(sₜ, aₜ | O) = p(sₜ | O)·πₜ(aₜ|sₜ), indexed as [t, s, a], shape (T, S, A).
+
+    In the MDP's dtype; differentiable in ``mdp.reward`` and ``mdp.transition``.
+    """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
     q_scaled, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
@@ -101,6 +110,7 @@ def posterior_dynamics(
 
     ∝ P(s'|s,a)·exp((r(s,a,s') + Vₜ₊₁(s'))/α): the exact posterior tilts the dynamics toward
     lucky outcomes. Compare with ``mdp.transition`` to see the optimism (Levine 2018, §4.1).
+    In the MDP's dtype; differentiable in ``mdp.reward`` and ``mdp.transition``.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
