@@ -34,7 +34,7 @@ from collections.abc import Iterable
 import torch
 
 from .mdp import TabularMDP, _check_mdp, _check_policy, _check_temperature, _safe_log
-from .validation import check_positive_float, check_positive_int, check_probability
+from .validation import check_int, check_positive_float, check_positive_int, check_probability
 
 __all__ = [
     "SoftValues",
@@ -80,7 +80,7 @@ def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
         return w
     if not isinstance(observed_steps, Iterable):
         raise TypeError("`observed_steps` must be an iterable of time steps in [0, T) or None")
-    steps = [int(t) for t in observed_steps]
+    steps = [check_int("observed_steps", t) for t in observed_steps]
     bad = [t for t in steps if not -T <= t < T]
     if bad:
         raise ValueError(f"`observed_steps` must lie in [0, {T}); got {bad}")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .validation import check_temperature
+from .validation import check_positive_int, check_probability, check_temperature
 
 __all__ = ["TabularMDP", "random_mdp", "lottery_mdp", "chain_mdp"]
 
@@ -172,10 +172,7 @@ class TabularMDP:
             raise ValueError(f"`initial` must have shape (S,) = {(S,)}, got {tuple(p0.shape)}")
         _check_distribution("initial", p0, "p0 is a distribution over states")
 
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)):
-            raise TypeError(f"`horizon` must be an int >= 1, got {self.horizon!r}")
-        if self.horizon < 1:
-            raise ValueError(f"`horizon` must be >= 1 (number of decisions), got {self.horizon}")
+        horizon = check_positive_int("horizon", self.horizon)  # T, the number of decisions
 
         if self.action_prior is None:
             prior = torch.full((S, A), 1.0 / A, dtype=dtype, device=device)
@@ -198,7 +195,7 @@ class TabularMDP:
         object.__setattr__(self, "transition", P)
         object.__setattr__(self, "reward", r)
         object.__setattr__(self, "initial", p0)
-        object.__setattr__(self, "horizon", int(self.horizon))
+        object.__setattr__(self, "horizon", horizon)
         object.__setattr__(self, "action_prior", prior)
         object.__setattr__(self, "terminal", terminal)
         if self.state_to_obs is not None:
@@ -422,9 +419,8 @@ def random_mdp(
     With ``deterministic=True`` each (s, a) moves to one random state and the start state is
     fixed, so the exact posterior needs no optimism fix (log p(O) = best ELBO).
     """
-    for name, v in (("num_states", num_states), ("num_actions", num_actions)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"`{name}` must be a positive int, got {v!r}")
+    num_states = check_positive_int("num_states", num_states)
+    num_actions = check_positive_int("num_actions", num_actions)
     if concentration <= 0:
         raise ValueError(f"`concentration` must be > 0, got {concentration}")
     g = torch.Generator().manual_seed(seed)
@@ -493,11 +489,8 @@ def chain_mdp(num_states: int = 5, horizon: int = 6, *, slip: float = 0.0, dtype
     """A 1-D chain: action 0 moves left, 1 moves right (with prob ``slip`` the move reverses);
     reward 1 for being in the right-most state. Small and readable, for doctests and notebooks.
     """
-    if not 0 <= slip < 1:
-        raise ValueError(f"`slip` must be in [0, 1), got {slip}")
-    S = int(num_states)
-    if S < 2:
-        raise ValueError(f"`num_states` must be >= 2, got {num_states}")
+    slip = check_probability("slip", slip, open_high=True)
+    S = check_positive_int("num_states", num_states, minimum=2)
     P = np.zeros((S, 2, S))
     for s in range(S):
         left, right = max(s - 1, 0), min(s + 1, S - 1)

@@ -125,7 +125,7 @@ def _base():
         (dict(reward=torch.full((3, 2), float("inf"))), ValueError, "`reward` contains inf"),
         (dict(initial=torch.tensor([0.5, 0.6, -0.1])), ValueError, "`initial` has a negative"),
         (dict(initial=torch.ones(4) / 4), ValueError, "`initial` must have shape"),
-        (dict(horizon=0), ValueError, "`horizon` must be >= 1"),
+        (dict(horizon=0), ValueError, "`horizon` must be an int >= 1"),
         (dict(horizon=2.5), TypeError, "`horizon` must be an int"),
         (dict(action_prior=torch.ones(3, 2)), ValueError, "`action_prior` rows must sum"),
         (dict(reward="abc"), TypeError, "`reward`"),
