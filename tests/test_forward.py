@@ -48,3 +48,42 @@ def test_policy_state_distribution_matches_rollouts():
     traj = pc.sample_trajectories(mdp, pi, 100_000, seed=2)
     freq = torch.nn.functional.one_hot(traj.states, 4).double().mean(0)
     assert ((freq - d).abs() <= 5 * (d * (1 - d) / 100_000).sqrt() + 1e-12).all()
+
+
+@pytest.mark.parametrize("stationary", [False, True])
+def test_policy_state_distribution_with_learned_initial_and_dynamics_by_brute_force(stationary):
+    """dₜ(s) = Σ_τ q(τ)·1[sₜ = s] over every trajectory, for q(s₀) and qₜ(s'|s,a) ≠ p0, P."""
+    mdp = pc.random_mdp(3, 2, 3, seed=8, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    pi = torch.softmax(torch.randn(3, 3, 2, generator=g, dtype=torch.float64), -1)
+    q0 = torch.softmax(torch.randn(3, generator=g, dtype=torch.float64), -1)
+    shape = (3, 2, 3) if stationary else (3, 3, 2, 3)
+    qd = torch.softmax(torch.randn(shape, generator=g, dtype=torch.float64), -1)
+    d = pc.policy_state_distribution(mdp, pi, initial=q0, dynamics=qd)
+    qd_t = qd.expand(3, 3, 2, 3).numpy()
+    expect = np.zeros((4, 3))
+    for s_seq, a_seq in brute.trajectories(mdp):
+        prob = q0[s_seq[0]].item()
+        for t in range(3):
+            prob *= pi[t, s_seq[t], a_seq[t]].item() * qd_t[t, s_seq[t], a_seq[t], s_seq[t + 1]]
+        for t, s in enumerate(s_seq):
+            expect[t, s] += prob
+    np.testing.assert_allclose(d.numpy(), expect, atol=1e-14)
+    # the defaults are the MDP's own p0 and P
+    torch.testing.assert_close(
+        pc.policy_state_distribution(mdp, pi),
+        pc.policy_state_distribution(mdp, pi, initial=mdp.initial, dynamics=mdp.transition),
+        rtol=0,
+        atol=0,
+    )
+
+
+def test_policy_state_distribution_checks_learned_factors():
+    mdp = pc.random_mdp(3, 2, 3, seed=8, dtype=torch.float64)
+    pi = torch.full((3, 2), 0.5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="`initial` must have shape"):
+        pc.policy_state_distribution(mdp, pi, initial=torch.ones(4, dtype=torch.float64) / 4)
+    with pytest.raises(ValueError, match="`dynamics` rows must be probabilities"):
+        pc.policy_state_distribution(mdp, pi, dynamics=torch.ones(3, 2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="`dynamics` must have shape"):
+        pc.policy_state_distribution(mdp, pi, dynamics=torch.ones(2, 3, dtype=torch.float64))
