@@ -68,8 +68,8 @@ class SoftValues(typing.NamedTuple):
 
     @property
     def log_policy(self) -> torch.Tensor:
-        """log πₜ(a|s), -inf where the action prior forbids an action."""
-        return torch.log(self.policy)
+        """log πₜ(a|s), -inf where the action prior forbids an action (gradient 0 there)."""
+        return _safe_log(self.policy)
 
 
 def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:

@@ -81,6 +81,10 @@ def state_marginals(
     Returns shape (T, S) for the decision times t = 0..T-1, or (T + 1, S) with the final
     state s_T when ``include_final=True``. Each row sums to 1. In the MDP's dtype;
     differentiable in ``mdp.reward`` and ``mdp.transition``.
+
+    αₜ and βₜ are products over many steps, so log αₜ + log βₜ carries the magnitude of
+    T·max|r|/α: in float32 a marginal is accurate to ≈ T·eps·max(|V/α|, |log αₜ|) in log
+    space, i.e. useless once that reaches ~0.1 (e.g. T = 1000 at α = 1e-3); use float64 there.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
