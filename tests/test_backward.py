@@ -30,9 +30,9 @@ def test_log_evidence_equals_brute_force(kw, alpha):
 def test_log_evidence_with_impossible_moves_and_forbidden_actions():
     mdp = pc.random_mdp(3, 2, 4, seed=5, concentration=0.2)
     P = mdp.transition.clone()
-    P[0, 0] = torch.tensor([0.0, 1.0, 0.0])
-    P[1, 1] = torch.tensor([0.5, 0.0, 0.5])
-    prior = torch.tensor([[1.0, 0.0], [0.3, 0.7], [0.5, 0.5]])
+    P[0, 0] = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    P[1, 1] = torch.tensor([0.5, 0.0, 0.5], dtype=torch.float64)
+    prior = torch.tensor([[1.0, 0.0], [0.3, 0.7], [0.5, 0.5]], dtype=torch.float64)
     mdp = mdp.replace(transition=P, action_prior=prior)
     assert pc.log_evidence(mdp).item() == pytest.approx(brute.log_evidence(mdp), abs=1e-10)
     sv = pc.soft_value_iteration(mdp)
@@ -60,7 +60,7 @@ def test_optimal_elbo_is_brute_force_elbo_of_the_expected_policy(kw):
 def test_optimal_elbo_is_the_maximum_found_by_gradient_ascent():
     """Independent of the recursion: maximise the analytic ELBO over logits with LBFGS."""
     mdp = pc.random_mdp(4, 3, 5, seed=11, random_action_prior=True)
-    logits = torch.zeros(5, 4, 3, requires_grad=True)
+    logits = torch.zeros(5, 4, 3, requires_grad=True, dtype=torch.float64)
     opt = torch.optim.LBFGS([logits], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14)
 
     def closure():
@@ -103,7 +103,7 @@ def test_policy_rows_sum_to_one_and_shapes(backup):
     mdp = pc.random_mdp(5, 3, 6, seed=2)
     sv = pc.soft_value_iteration(mdp, backup=backup, temperature=0.3)
     assert sv.q.shape == (6, 5, 3) and sv.v.shape == (7, 5) and sv.policy.shape == (6, 5, 3)
-    torch.testing.assert_close(sv.policy.sum(-1), torch.ones(6, 5))
+    torch.testing.assert_close(sv.policy.sum(-1), torch.ones(6, 5, dtype=torch.float64))
     assert (sv.v[-1] == 0).all()
     # V = α log Σ p(a|s) exp(Q/α)
     torch.testing.assert_close(
@@ -135,7 +135,7 @@ def test_extreme_rewards_temperatures_and_horizons_are_stable():
             sv = pc.soft_value_iteration(m, temperature=alpha, backup=backup)
             assert torch.isfinite(sv.q).all() and torch.isfinite(sv.v).all()
             assert not torch.isnan(sv.policy).any()
-            torch.testing.assert_close(sv.policy.sum(-1), torch.ones(1000, 6))
+            torch.testing.assert_close(sv.policy.sum(-1), torch.ones(1000, 6, dtype=torch.float64))
         assert torch.isfinite(pc.log_evidence(m, temperature=alpha))
 
 
@@ -148,7 +148,7 @@ def test_stable_matvec_fallback_agrees_with_logsumexp():
     m = mdp.replace(reward=r)
     sv = pc.soft_value_iteration(m, temperature=1.0)
     # direct route: logsumexp everywhere
-    v = torch.zeros(5)
+    v = torch.zeros(5, dtype=torch.float64)
     for t in reversed(range(6)):
         q = torch.logsumexp(m.log_transition + m.reward + v, -1)
         torch.testing.assert_close(sv.q[t], q, rtol=1e-12, atol=1e-9)
@@ -160,11 +160,11 @@ def test_discounted_fixed_point_matches_linear_policy_evaluation():
     alpha, gamma = 0.5, 0.9
     res = pc.discounted_soft_value_iteration(mdp, discount=gamma, temperature=alpha)
     pi = res.policy
-    torch.testing.assert_close(pi.sum(-1), torch.ones(6))
+    torch.testing.assert_close(pi.sum(-1), torch.ones(6, dtype=torch.float64))
     # soft policy evaluation by a linear solve: V = Σ π (r̄ + γ P V) − α KL(π ‖ prior)
     r_pi = (pi * mdp.expected_reward).sum(-1) - alpha * (pi * (pi / mdp.action_prior).log()).sum(-1)
     P_pi = torch.einsum("sa,sax->sx", pi, mdp.transition)
-    v = torch.linalg.solve(torch.eye(6) - gamma * P_pi, r_pi)
+    v = torch.linalg.solve(torch.eye(6, dtype=torch.float64) - gamma * P_pi, r_pi)
     torch.testing.assert_close(res.v, v, rtol=0, atol=1e-8)
     with pytest.raises(ValueError, match="`discount`"):
         pc.discounted_soft_value_iteration(mdp, discount=1.0)

@@ -14,7 +14,7 @@ import brute
 def _random_policy(T, S, A, seed, stationary=False):
     g = torch.Generator().manual_seed(seed)
     shape = (S, A) if stationary else (T, S, A)
-    return torch.softmax(2 * torch.randn(shape, generator=g), -1)
+    return torch.softmax(2 * torch.randn(shape, generator=g, dtype=torch.float64), -1)
 
 
 @pytest.mark.parametrize("stationary", [False, True])
@@ -54,7 +54,7 @@ def test_kl_identity_log_evidence_minus_elbo(seed):
 
 def test_policy_elbo_handles_zero_probabilities_with_finite_gradients():
     mdp = pc.random_mdp(3, 3, 3, seed=1)
-    logits = torch.tensor([[0.0, -torch.inf, 1.0]] * 3).expand(3, 3, 3).clone()
+    logits = torch.tensor([[0.0, -torch.inf, 1.0]] * 3, dtype=torch.float64).expand(3, 3, 3).clone()
     logits.requires_grad_(True)
     elbo = pc.policy_elbo(mdp, log_policy=torch.log_softmax(logits, -1))
     elbo.backward()
@@ -64,20 +64,23 @@ def test_policy_elbo_handles_zero_probabilities_with_finite_gradients():
     pc.policy_elbo(mdp, pi).backward()
     assert not torch.isnan(pi.grad).any()
     # a guide that takes an action the prior forbids has ELBO = -inf
-    prior = torch.tensor([[1.0, 0.0, 0.0]] * 3)
-    assert pc.policy_elbo(mdp.replace(action_prior=prior), torch.ones(3, 3) / 3) == -torch.inf
+    prior = torch.tensor([[1.0, 0.0, 0.0]] * 3, dtype=torch.float64)
+    assert (
+        pc.policy_elbo(mdp.replace(action_prior=prior), torch.ones(3, 3, dtype=torch.float64) / 3)
+        == -torch.inf
+    )
 
 
 def test_policy_validation():
     mdp = pc.random_mdp(3, 2, 4, seed=0)
     with pytest.raises(ValueError, match="`policy` must have shape"):
-        pc.policy_elbo(mdp, torch.ones(4, 3, 3) / 3)
+        pc.policy_elbo(mdp, torch.ones(4, 3, 3, dtype=torch.float64) / 3)
     with pytest.raises(ValueError, match="`policy` rows must be probabilities"):
-        pc.policy_elbo(mdp, torch.ones(3, 2))
+        pc.policy_elbo(mdp, torch.ones(3, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="negative"):
-        pc.policy_elbo(mdp, torch.tensor([[1.5, -0.5]] * 3))
+        pc.policy_elbo(mdp, torch.tensor([[1.5, -0.5]] * 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="NaN"):
-        pc.policy_elbo(mdp, torch.full((3, 2), float("nan")))
+        pc.policy_elbo(mdp, torch.full((3, 2), float("nan"), dtype=torch.float64))
     with pytest.raises(TypeError, match="exactly one"):
         pc.policy_elbo(mdp)
 

@@ -22,7 +22,7 @@ def test_state_and_state_action_marginals_equal_brute_force(seed):
 def test_posterior_dynamics_are_distributions_and_tilted():
     mdp = pc.lottery_mdp()
     post = pc.posterior_dynamics(mdp)
-    torch.testing.assert_close(post.sum(-1), torch.ones(1, 4, 2))
+    torch.testing.assert_close(post.sum(-1), torch.ones(1, 4, 2, dtype=torch.float64))
     # true chance of winning 1e-4; the posterior believes ≈ 0.69
     p, J, c = 1e-4, 10.0, 1.0
     expect = p * np.exp(J - c) / (p * np.exp(J - c) + (1 - p) * np.exp(-c))
@@ -44,7 +44,7 @@ def test_policy_state_distribution_matches_rollouts():
     mdp = pc.random_mdp(4, 2, 5, seed=6)
     pi = pc.soft_value_iteration(mdp, backup="expected").policy
     d = pc.policy_state_distribution(mdp, pi)
-    torch.testing.assert_close(d.sum(-1), torch.ones(6))
+    torch.testing.assert_close(d.sum(-1), torch.ones(6, dtype=torch.float64))
     traj = pc.sample_trajectories(mdp, pi, 100_000, seed=2)
     freq = torch.nn.functional.one_hot(traj.states, 4).double().mean(0)
     assert ((freq - d).abs() <= 5 * (d * (1 - d) / 100_000).sqrt() + 1e-12).all()

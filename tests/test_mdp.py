@@ -26,7 +26,7 @@ def test_from_gymnasium_matches_table(env_id, kwargs):
     S = mdp.num_states
     assert mdp.num_observations == n_obs and mdp.transition.shape == (S, A, S)
     obs = torch.arange(S) if mdp.state_to_obs is None else mdp.state_to_obs
-    torch.testing.assert_close(mdp.transition.sum(-1), torch.ones(S, A))
+    torch.testing.assert_close(mdp.transition.sum(-1), torch.ones(S, A, dtype=torch.float64))
     np.testing.assert_allclose(mdp.initial[:n_obs].numpy(), u.initial_state_distrib)
     assert mdp.transition.dtype == torch.float64
     terminal = mdp.terminal.numpy()
@@ -40,7 +40,7 @@ def test_from_gymnasium_matches_table(env_id, kwargs):
                 # some state standing for s' is reached and pays exactly this reward
                 hits = (obs == int(s_next)) & (mdp.transition[s, a] > 0)
                 assert (mdp.reward[s, a][hits] == rew).any()
-            got = torch.zeros(n_obs).index_add_(0, obs, mdp.transition[s, a])
+            got = torch.zeros(n_obs, dtype=torch.float64).index_add_(0, obs, mdp.transition[s, a])
             np.testing.assert_allclose(got.numpy(), expect, atol=1e-12)
     for s in np.flatnonzero(terminal):  # terminal states absorb with zero reward
         assert (mdp.transition[s, :, s] == 1).all() and (mdp.reward[s] == 0).all()
@@ -118,16 +118,48 @@ def _base():
 @pytest.mark.parametrize(
     "change,exc,words",
     [
-        (dict(transition=torch.ones(3, 2, 3)), ValueError, "`transition` rows must sum to 1"),
-        (dict(transition=torch.ones(3, 2)), ValueError, "`transition` must have shape"),
-        (dict(reward=torch.zeros(3, 3)), ValueError, "`reward` must have shape"),
-        (dict(reward=torch.full((3, 2), float("nan"))), ValueError, "`reward` contains NaN"),
-        (dict(reward=torch.full((3, 2), float("inf"))), ValueError, "`reward` contains inf"),
-        (dict(initial=torch.tensor([0.5, 0.6, -0.1])), ValueError, "`initial` has a negative"),
-        (dict(initial=torch.ones(4) / 4), ValueError, "`initial` must have shape"),
+        (
+            dict(transition=torch.ones(3, 2, 3, dtype=torch.float64)),
+            ValueError,
+            "`transition` rows must sum to 1",
+        ),
+        (
+            dict(transition=torch.ones(3, 2, dtype=torch.float64)),
+            ValueError,
+            "`transition` must have shape",
+        ),
+        (
+            dict(reward=torch.zeros(3, 3, dtype=torch.float64)),
+            ValueError,
+            "`reward` must have shape",
+        ),
+        (
+            dict(reward=torch.full((3, 2), float("nan"), dtype=torch.float64)),
+            ValueError,
+            "`reward` contains NaN",
+        ),
+        (
+            dict(reward=torch.full((3, 2), float("inf"), dtype=torch.float64)),
+            ValueError,
+            "`reward` contains inf",
+        ),
+        (
+            dict(initial=torch.tensor([0.5, 0.6, -0.1], dtype=torch.float64)),
+            ValueError,
+            "`initial` has a negative",
+        ),
+        (
+            dict(initial=torch.ones(4, dtype=torch.float64) / 4),
+            ValueError,
+            "`initial` must have shape",
+        ),
         (dict(horizon=0), ValueError, "`horizon` must be an int >= 1"),
         (dict(horizon=2.5), TypeError, "`horizon` must be an int"),
-        (dict(action_prior=torch.ones(3, 2)), ValueError, "`action_prior` rows must sum"),
+        (
+            dict(action_prior=torch.ones(3, 2, dtype=torch.float64)),
+            ValueError,
+            "`action_prior` rows must sum",
+        ),
         (dict(reward="abc"), TypeError, "`reward`"),
     ],
 )

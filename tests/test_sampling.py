@@ -44,7 +44,7 @@ def test_sampling_validation():
     with pytest.raises(ValueError, match="`num_samples`"):
         pc.sample_posterior_trajectories(mdp, 0)
     with pytest.raises(ValueError, match="`policy` must have shape"):
-        pc.sample_trajectories(mdp, torch.ones(3, 3) / 3, 10)
+        pc.sample_trajectories(mdp, torch.ones(3, 3, dtype=torch.float64) / 3, 10)
 
 
 @pytest.mark.parametrize("n", [np.int64(5), np.int32(5), torch.tensor(5)])
