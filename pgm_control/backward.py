@@ -13,6 +13,16 @@ that keeps the true dynamics can achieve; its V₀ gives the best ELBO (Levine 2
 
 Everything is computed on scaled values (Q/α, V/α) with log-sum-exp, one batched contraction
 over (S, A, S') per step, so |r|/α up to 1e4 and horizons of thousands are stable.
+
+dtype and autograd. Every routine computes and returns in the MDP's dtype on its device. In
+float32 no routine returns −inf or NaN where float64 is finite, and a scaled value (V/α, Q/α,
+log p(O)) is within c·T·eps·M of float64, M = max(1, max|V/α|), c ≤ 0.4 measured (the float32
+lane in tests/test_float32.py allows c = 4). No step writes in place, so every routine is
+differentiable with respect to ``mdp.reward`` and ``mdp.transition`` (an MDP built from tensors
+that require grad keeps them): ∂ log p(O)/∂r(s,a,s') = (1/α)·Σₜ p(sₜ=s, aₜ=a, sₜ₊₁=s' | O).
+Gradients are finite at zero entries of P and of the action prior: an entry with P = 0 gets
+the derivative along the fixed support (0) in the log-space routines; parametrise learned rows
+by a softmax when that derivative matters.
 """
 
 from __future__ import annotations
@@ -23,7 +33,8 @@ from collections.abc import Iterable
 
 import torch
 
-from .mdp import TabularMDP, _check_mdp, _check_policy, _check_temperature
+from .mdp import TabularMDP, _check_mdp, _check_policy, _check_temperature, _safe_log
+from .validation import check_int, check_positive_float, check_positive_int, check_probability
 
 __all__ = [
     "SoftValues",
@@ -57,8 +68,8 @@ class SoftValues(typing.NamedTuple):
 
     @property
     def log_policy(self) -> torch.Tensor:
-        """log πₜ(a|s), -inf where the action prior forbids an action."""
-        return torch.log(self.policy)
+        """log πₜ(a|s), -inf where the action prior forbids an action (gradient 0 there)."""
+        return _safe_log(self.policy)
 
 
 def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
@@ -69,7 +80,7 @@ def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
         return w
     if not isinstance(observed_steps, Iterable):
         raise TypeError("`observed_steps` must be an iterable of time steps in [0, T) or None")
-    steps = [int(t) for t in observed_steps]
+    steps = [check_int("observed_steps", t) for t in observed_steps]
     bad = [t for t in steps if not -T <= t < T]
     if bad:
         raise ValueError(f"`observed_steps` must lie in [0, {T}); got {bad}")
@@ -79,10 +90,11 @@ def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
 
 
 def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, log_policy=None):
-    """Shared recursion for both backups. Returns scaled q/α (T,S,A) and v/α (T+1,S).
+    """Shared recursion for every backup. Returns scaled q/α (T,S,A) and v/α (T+1,S).
 
     With ``log_policy`` (T,S,A) the expected backup evaluates that policy instead of the
     soft-optimal one: Vₜ(s)/α = Σₐ πₜ(a|s)·(Qₜ(s,a)/α + log p(a|s) − log πₜ(a|s)).
+    Each step is a new tensor (no in-place writes), so autograd runs through the recursion.
     """
     if backup not in _BACKUPS:
         raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
@@ -91,23 +103,41 @@ def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, l
     r_scaled = mdp.reward / alpha  # r(s,a,s')/α, indexed as [s, a, s']
     P = mdp.transition
     log_prior = mdp.log_action_prior
-    q = torch.empty(T, S, A, dtype=mdp.float_dtype, device=mdp.device)
-    v = torch.zeros(T + 1, S, dtype=mdp.float_dtype, device=mdp.device)
     if backup == "optimistic":
+        log_P = mdp.log_transition
         kernels = {wt: _tilted_kernel(P, wt * r_scaled) for wt in set(w.tolist())}
     else:
         r_bar = (P * r_scaled).sum(-1)  # E[r]/α, (S, A)
         P_flat = P.flatten(0, 1)  # (S·A, S')
+    v_tp1 = torch.zeros(S, dtype=mdp.float_dtype, device=mdp.device)  # V_T = 0
+    q_rev, v_rev = [], [v_tp1]  # built from t = T-1 down to 0
     for t in range(T - 1, -1, -1):
         if backup == "optimistic":
-            q[t] = _logsumexp_matvec(*kernels[w[t].item()], P, w[t] * r_scaled, v[t + 1])
+            q_t = _logsumexp_matvec(*kernels[w[t].item()], log_P, w[t] * r_scaled, v_tp1)
         else:
-            q[t] = w[t] * r_bar + (P_flat @ v[t + 1]).view(S, A)  # E[(r + Vₜ₊₁)/α]
+            q_t = w[t] * r_bar + _expected_next(P_flat, v_tp1, log_policy).view(S, A)
         if log_policy is None:
-            v[t] = torch.logsumexp(log_prior + q[t], dim=-1)
+            v_t = torch.logsumexp(log_prior + q_t, dim=-1)
         else:
-            v[t] = _policy_value(log_policy[t], log_prior, q[t])
-    return q, v
+            v_t = _policy_value(log_policy[t], log_prior, q_t)
+        q_rev.append(q_t)
+        v_rev.append(v_t)
+        v_tp1 = v_t
+    return torch.stack(q_rev[::-1]), torch.stack(v_rev[::-1])
+
+
+def _expected_next(P_flat, v_tp1, log_policy):
+    """Σ_s' P(s'|s,a)·Vₜ₊₁(s') (the E[Vₜ₊₁/α] of the expected backup), 0·(−inf) = 0.
+
+    Only an evaluated policy that acts where the prior forbids has Vₜ₊₁ = −inf somewhere;
+    then Q = −inf exactly where such a state is reachable, never NaN.
+    """
+    if log_policy is None or not torch.isinf(v_tp1).any():
+        return P_flat @ v_tp1
+    finite = torch.isfinite(v_tp1)
+    value = P_flat @ torch.where(finite, v_tp1, torch.zeros_like(v_tp1))
+    doomed = ((P_flat > 0) & ~finite).any(-1)
+    return torch.where(doomed, torch.full_like(value, -torch.inf), value)
 
 
 def _policy_value(log_pi, log_prior, q_scaled):
@@ -129,18 +159,34 @@ def _tilted_kernel(P: torch.Tensor, r_scaled: torch.Tensor):
     return (P * torch.exp(shifted)).flatten(0, 1), m
 
 
-def _logsumexp_matvec(kernel, m, P, r_scaled, v_tp1):
+def _underflow_threshold(dtype: torch.dtype) -> float:
+    """Below this a row sum of the matvec may have lost relative precision to underflow.
+
+    Each summand K·exp(v − max v) ≤ 1 that underflows loses at most ``tiny``; a total above
+    tiny/eps² keeps S·eps² relative accuracy for any S < 1/eps. float64 keeps its historic
+    1e-250 (above its tiny/eps² ≈ 4.5e-277, so the same criterion holds, bit for bit as
+    before); float32 gets ≈ 8.3e-25 — a float64-only constant here made float32 return −inf.
+    """
+    if dtype == torch.float64:
+        return 1e-250
+    info = torch.finfo(dtype)
+    return info.tiny / info.eps**2
+
+
+def _logsumexp_matvec(kernel, m, log_P, r_scaled, v_tp1):
     """log Σ_s' P(s'|s,a)·exp(r/α + Vₜ₊₁(s')), as one stabilised (S·A, S) @ (S,) product.
 
-    Rows whose sum underflows (only when values span > ~600 nats) are redone by logsumexp.
+    Rows whose sum underflows (values spanning > ~500 nats in float64, ~50 in float32) are
+    redone by an exact logsumexp. Out of place, so autograd runs through it; the log is taken
+    only of rows that are kept, so a 0 row sum never turns into a NaN gradient.
     """
     v_max = v_tp1.max()
     total = (kernel @ torch.exp(v_tp1 - v_max)).view_as(m)
-    q = torch.log(total) + m + v_max
-    bad = total < 1e-250
+    bad = total < _underflow_threshold(total.dtype)
+    q = torch.log(torch.where(bad, torch.ones_like(total), total)) + m + v_max
     if bad.any():
         idx = bad.nonzero(as_tuple=True)
-        q[idx] = torch.logsumexp(torch.log(P[idx]) + r_scaled[idx] + v_tp1, dim=-1)
+        q = q.index_put(idx, torch.logsumexp(log_P[idx] + r_scaled[idx] + v_tp1, dim=-1))
     return q
 
 
@@ -165,7 +211,9 @@ def soft_value_iteration(
             others are marginalised out. All by default.
 
     Returns:
-        :class:`SoftValues` with q (T,S,A), v (T+1,S), policy (T,S,A), in reward units.
+        :class:`SoftValues` with q (T,S,A), v (T+1,S), policy (T,S,A), in reward units and the
+        MDP's dtype; differentiable in ``mdp.reward`` and ``mdp.transition``. In float32 the
+        policy rows sum to 1 within ≈ eps·max|Q/α|.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
@@ -181,6 +229,10 @@ def log_evidence(
 
     Equals the log-normaliser of p(τ|O) ∝ p(τ)·exp(Σₜ r/α), and what Pyro's exact enumeration
     of :func:`pgm_control.models.control_model` returns (see ``enumerated_log_evidence``).
+
+    Returns:
+        A scalar in the MDP's dtype. Its gradient with respect to ``mdp.reward`` is the
+        posterior's expected transition counts / α (the MaxEnt IRL gradient, Ziebart 2010).
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
@@ -195,6 +247,9 @@ def optimal_elbo(
 
     ELBO(q) = E_q[Σₜ r/α + log p(aₜ|sₜ) − log q(aₜ|sₜ)] (Levine 2018, §4, the "line 5" objective);
     always ≤ :func:`log_evidence`, with equality when dynamics and p0 are deterministic.
+
+    Returns:
+        A scalar in the MDP's dtype, differentiable in ``mdp.reward`` and ``mdp.transition``.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
@@ -224,13 +279,14 @@ def soft_policy_evaluation(
         observed_steps: condition only on these Oₜ, as in the model.
 
     Returns:
-        :class:`SoftValues` with q (T,S,A), v (T+1,S) of π and ``policy`` = π itself,
-        ``backup="policy"``.
+        :class:`SoftValues` with q (T,S,A), v (T+1,S) of π in the MDP's dtype and ``policy`` =
+        π itself, ``backup="policy"``; V = −inf (never NaN) where π acts where the prior
+        forbids. Differentiable in ``mdp.reward``, ``mdp.transition`` and π.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
     pi = _check_policy(mdp, policy, "policy")
-    log_pi = torch.log(pi)
+    log_pi = _safe_log(pi)  # −inf where π = 0, with a finite gradient there
     q_scaled, v_scaled = _backward(mdp, alpha, "expected", observed_steps, log_policy=log_pi)
     return SoftValues(alpha * q_scaled, alpha * v_scaled, pi, alpha, "policy")
 
@@ -250,21 +306,34 @@ def discounted_soft_value_iteration(
     *,
     discount: float,
     temperature: float = 1.0,
-    tol: float = 1e-10,
+    tol: float | None = None,
     max_iterations: int = 100_000,
 ) -> DiscountedSoftValues:
     """Infinite-horizon soft value iteration with discount γ (Levine 2018, §4.2; soft Q-learning).
 
     ``Q(s,a) = Σ_s' P(s'|s,a)·(r(s,a,s') + γ·V(s'))``, ``V(s) = α·log Σₐ p(a|s)·exp(Q(s,a)/α)``,
     iterated to a fixed point (a γ-contraction) until max |ΔV| < tol. ``mdp.horizon`` is ignored.
+
+    Args:
+        mdp: a :class:`TabularMDP`.
+        discount: γ in [0, 1).
+        temperature: α > 0.
+        tol: stop when max |ΔV| < tol. None (default): 1e-10, or the dtype's resolution
+            16·eps·max(1, max|V|) where that is coarser — float32 cannot get below a few ulps
+            of |V| (≈ 1.9e-6·max(1, |V|)); for float64 it is 1e-10 whenever max|V| < 2.8e4.
+        max_iterations: give up (RuntimeError) after this many sweeps.
+
+    Returns:
+        :class:`DiscountedSoftValues` in the MDP's dtype; differentiable with respect to
+        ``mdp.reward`` and ``mdp.transition`` (through the iterations).
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
-    gamma = float(discount)
-    if not 0 <= gamma < 1:
-        raise ValueError(f"`discount` must be in [0, 1) for a contraction, got {discount}")
-    if not tol > 0:
-        raise ValueError(f"`tol` must be > 0, got {tol}")
+    gamma = check_probability("discount", discount, open_high=True)  # [0, 1): a contraction
+    if tol is not None:
+        tol = check_positive_float("tol", tol)
+    max_iterations = check_positive_int("max_iterations", max_iterations)
+    resolution = 16 * torch.finfo(mdp.float_dtype).eps
     P, r, log_prior = mdp.transition, mdp.reward, mdp.log_action_prior
     r_bar = (P * r).sum(-1)  # (S, A)
     v = torch.zeros(mdp.num_states, dtype=mdp.float_dtype, device=mdp.device)
@@ -274,12 +343,17 @@ def discounted_soft_value_iteration(
         v_new = alpha * torch.logsumexp(log_prior + q / alpha, dim=-1)
         residual = (v_new - v).abs().max().item()
         v = v_new
-        if residual < tol:
+        if tol is None:
+            tol_it = max(1e-10, resolution * max(1.0, v.abs().max().item()))
+        else:
+            tol_it = tol
+        if residual < tol_it:
             break
     else:
         raise RuntimeError(
-            f"discounted soft value iteration did not reach tol={tol} in {max_iterations} "
-            f"iterations (residual {residual:.3g}); raise `max_iterations` or `tol`"
+            f"discounted soft value iteration did not reach tol={tol_it:.3g} in "
+            f"{max_iterations} iterations (residual {residual:.3g}); raise `max_iterations` "
+            "or `tol`"
         )
     q = r_bar + gamma * torch.einsum("sax,x->sa", P, v)
     policy = torch.exp(log_prior + (q - v[:, None]) / alpha)

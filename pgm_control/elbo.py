@@ -11,7 +11,8 @@ sampling), differentiable in torch, and ``log_evidence − ELBO(q) = KL(q(τ) �
 
 :func:`trajectory_elbo` is the general form (the lecture's "line 3"): a guide that also learns
 q(s₀) and qₜ(s'|s,a) keeps the initial-state and dynamics log-ratios, which no longer cancel;
-its maximum over all three factors is log p(O).
+its maximum over all three factors is log p(O). Every ELBO here is a view of that one
+computation (``_elbo``), whose state distribution is :mod:`pgm_control.forward`'s recursion.
 """
 
 from __future__ import annotations
@@ -22,23 +23,88 @@ import torch
 
 from .backward import _step_weights, log_evidence
 from .forward import _state_distribution
-from .mdp import TabularMDP, _check_mdp, _check_policy, _check_temperature
+from .mdp import (
+    TabularMDP,
+    _check_mdp,
+    _check_policy,
+    _check_rows_normalised,
+    _check_temperature,
+    _safe_log,
+)
 
 __all__ = ["policy_elbo", "elbo_terms", "ElboTerms", "posterior_kl", "trajectory_elbo"]
 
 
 class ElboTerms(typing.NamedTuple):
-    """The pieces of the structured ELBO, in nats (divided by α where rewards appear).
+    """The pieces of the ELBO, in nats (divided by α where rewards appear).
 
     reward: E_q[Σ r]/α. entropy: Σₜ E[H(qₜ(·|sₜ))]. cross_entropy: E_q[Σ log p(aₜ|sₜ)]
     (exactly −T·log A under the default uniform prior). elbo = reward + entropy +
-    cross_entropy.
+    cross_entropy for a guide that keeps the true p0 and P (line 5); a guide that learns
+    q(s₀) or qₜ(s'|s,a) adds E_q[log p0/q(s₀) + Σₜ log P/qₜ] ≤ 0 to it (line 3).
     """
 
     reward: torch.Tensor
     entropy: torch.Tensor
     cross_entropy: torch.Tensor
     elbo: torch.Tensor
+
+
+def _where_finite(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """x where mask, else 0 — built so that −inf in x never turns into a NaN gradient."""
+    return torch.where(mask, x, torch.zeros_like(x))
+
+
+def _log_ratio_term(q, log_q, log_p):
+    """E_q[log p − log q] = Σ q·(log p − log q), −inf where q > 0 = p; 0·log 0 = 0."""
+    on = q > 0
+    term = (q * (_where_finite(on, log_p) - _where_finite(on, log_q))).sum()
+    forbidden = (on & torch.isinf(log_p)).any()
+    return torch.where(forbidden, torch.full_like(term, -torch.inf), term)
+
+
+def _elbo(mdp, pi, log_pi, alpha, w, q0=None, log_q0=None, qd=None, log_qd=None) -> ElboTerms:
+    """The one ELBO (line 3), exact: every public ELBO routine is a view of this.
+
+    ``pi``/``log_pi``: qₜ(a|s) and its log (any value where pi = 0), (T, S, A), in one dtype.
+    ``q0``/``log_q0``: a learned q(s₀) (S,), or None for the true p0. ``qd``/``log_qd``: learned
+    qₜ(s'|s,a) (T, S, A, S), or None for the true P (their log-ratios then cancel, line 5).
+    """
+    dtype = pi.dtype
+    p0 = mdp.initial.to(dtype) if q0 is None else q0
+    kernel = mdp.transition.to(dtype) if qd is None else qd
+    d = _state_distribution(p0, pi, kernel)[:-1]  # dₜ(s), (T, S)
+    occupancy = d[:, :, None] * pi  # (T, S, A): q(sₜ = s, aₜ = a)
+    if qd is None:
+        r_bar = mdp.expected_reward.to(dtype) / alpha  # Σ_s' P·r/α, [s, a]
+        reward = (w[:, None, None] * occupancy * r_bar).sum()
+    else:
+        joint = occupancy[..., None] * qd  # q(sₜ, aₜ, sₜ₊₁), (T, S, A, S)
+        r_scaled = mdp.reward.to(dtype) / alpha
+        reward = (w[:, None, None, None] * joint * r_scaled).sum()
+    # 0·log 0 = 0 without NaN gradients: the log only where q > 0
+    entropy = -(occupancy * _where_finite(pi > 0, log_pi)).sum()
+    log_prior = mdp.log_action_prior.to(dtype)
+    cross = (occupancy * _where_finite(occupancy > 0, log_prior.expand_as(pi))).sum()
+    if ((occupancy > 0) & torch.isinf(log_prior)).any():
+        cross = cross - torch.inf  # the guide puts mass where the prior forbids: ELBO = -inf
+    elbo = reward + entropy + cross
+    if q0 is not None:  # E[log p0(s₀) − log q(s₀)]
+        elbo = elbo + _log_ratio_term(q0, log_q0, mdp.log_initial.to(dtype))
+    if qd is not None:  # Σₜ E[log P(sₜ₊₁|sₜ,aₜ) − log qₜ(sₜ₊₁|sₜ,aₜ)]
+        elbo = elbo + _log_ratio_term(joint, log_qd, mdp.log_transition.to(dtype))
+    return ElboTerms(reward, entropy, cross, elbo)
+
+
+def _policy_pair(mdp, policy, log_policy):
+    """(probabilities, logs) of a guide's policy given either way, (T, S, A) each."""
+    if (policy is None) == (log_policy is None):
+        raise TypeError("pass exactly one of `policy` (probabilities) or `log_policy`")
+    if log_policy is not None:
+        log_q = _check_policy(mdp, log_policy, "log_policy", log=True)
+        return log_q.exp(), log_q
+    q = _check_policy(mdp, policy, "policy")
+    return q, _safe_log(q)
 
 
 def elbo_terms(
@@ -49,31 +115,16 @@ def elbo_terms(
     temperature: float = 1.0,
     observed_steps=None,
 ) -> ElboTerms:
-    """:func:`policy_elbo` split into the expected reward, the entropy and the prior term."""
+    """:func:`policy_elbo` split into the expected reward, the entropy and the prior term.
+
+    Returns:
+        :class:`ElboTerms` of scalars in the policy's dtype.
+    """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
-    if (policy is None) == (log_policy is None):
-        raise TypeError("pass exactly one of `policy` (probabilities) or `log_policy`")
-    if log_policy is not None:
-        log_q = _check_policy(mdp, log_policy, "log_policy", log=True)
-        q = log_q.exp()
-        log_q_safe = torch.where(q > 0, log_q, torch.zeros_like(log_q))
-    else:
-        q = _check_policy(mdp, policy, "policy")
-        # 0·log 0 = 0 without NaN gradients: take the log only where q > 0
-        log_q_safe = torch.log(torch.where(q > 0, q, torch.ones_like(q)))
-    w = _step_weights(mdp, observed_steps).to(q.dtype)
-    d = _state_distribution(mdp, q)[:-1]  # (T, S)
-    occupancy = d[:, :, None] * q  # (T, S, A): q(sₜ = s, aₜ = a)
-    r_bar = mdp.expected_reward.to(q.dtype) / alpha
-    reward = (w[:, None, None] * occupancy * r_bar).sum()
-    entropy = -(occupancy * log_q_safe).sum()
-    log_prior = mdp.log_action_prior.to(q.dtype)
-    prior_safe = torch.where(occupancy > 0, log_prior.expand_as(q), torch.zeros_like(q))
-    cross = (occupancy * prior_safe).sum()
-    if ((occupancy > 0) & torch.isinf(log_prior)).any():
-        cross = cross - torch.inf  # the guide puts mass where the prior forbids: ELBO = -inf
-    return ElboTerms(reward, entropy, cross, reward + entropy + cross)
+    pi, log_pi = _policy_pair(mdp, policy, log_policy)
+    w = _step_weights(mdp, observed_steps).to(pi.dtype)
+    return _elbo(mdp, pi, log_pi, alpha, w)
 
 
 def policy_elbo(
@@ -94,10 +145,13 @@ def policy_elbo(
         log_policy: alternatively log-probabilities (e.g. ``log_softmax(logits)``), which keeps
             gradients finite at the boundary.
         temperature: α > 0.
+        observed_steps: condition only on these Oₜ, as in the model.
 
     Returns:
-        A scalar tensor, differentiable with respect to the policy. Its maximum over policies is
-        :func:`optimal_elbo`, reached by the expected-backup soft-optimal policy.
+        A scalar tensor in the policy's dtype, differentiable with respect to the policy,
+        ``mdp.reward`` and ``mdp.transition``. Its maximum over policies is
+        :func:`optimal_elbo`, reached by the expected-backup soft-optimal policy;
+        ``Σ_s p0(s)·V₀^π(s)/α`` of :func:`soft_policy_evaluation` is the same number.
     """
     return elbo_terms(
         mdp, policy, log_policy=log_policy, temperature=temperature, observed_steps=observed_steps
@@ -111,14 +165,13 @@ def posterior_kl(
     log_policy: torch.Tensor | None = None,
     temperature: float = 1.0,
 ) -> torch.Tensor:
-    """KL(q(τ) ‖ p(τ|O)) = log p(O) − ELBO(q) ≥ 0 for the structured guide of ``policy``."""
+    """KL(q(τ) ‖ p(τ|O)) = log p(O) − ELBO(q) ≥ 0 for the structured guide of ``policy``.
+
+    Returns:
+        A scalar in the policy's dtype.
+    """
     elbo = policy_elbo(mdp, policy, log_policy=log_policy, temperature=temperature)
     return log_evidence(mdp, temperature=temperature).to(elbo.dtype) - elbo
-
-
-def _where_finite(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """x where mask, else 0 — built so that −inf in x never turns into a NaN gradient."""
-    return torch.where(mask, x, torch.zeros_like(x))
 
 
 def trajectory_elbo(
@@ -133,67 +186,49 @@ def trajectory_elbo(
     """Exact ELBO of q(τ) = q(s₀)·Πₜ qₜ(aₜ|sₜ)·qₜ(sₜ₊₁|sₜ,aₜ) for the optimality model.
 
     ``ELBO = E_q[log p0(s₀) − log q(s₀) + Σₜ (r(sₜ,aₜ,sₜ₊₁)/α + log p(aₜ|sₜ) − log qₜ(aₜ|sₜ)
-    + log P(sₜ₊₁|sₜ,aₜ) − log qₜ(sₜ₊₁|sₜ,aₜ))]`` — the lecture's line 3 — computed by a forward
-    recursion over the guide's own state distribution
-    ``dₜ₊₁(s') = Σ_{s,a} dₜ(s)·qₜ(a|s)·qₜ(s'|s,a)``.
+    + log P(sₜ₊₁|sₜ,aₜ) − log qₜ(sₜ₊₁|sₜ,aₜ))]`` — the lecture's line 3 — computed by the
+    occupancy recursion over the guide's own state distribution
+    ``dₜ₊₁(s') = Σ_{s,a} dₜ(s)·qₜ(a|s)·qₜ(s'|s,a)`` (:func:`policy_state_distribution`).
 
     With ``log_initial`` and ``log_dynamics`` left as None, q uses the true p0 and P, their
-    log-ratios cancel, and this is the structured ELBO of line 5 (what
-    :func:`pgm_control.policy_elbo` computes by its own code). Maximised over all three factors
-    it reaches :func:`pgm_control.log_evidence`.
+    log-ratios cancel, and this is the structured ELBO of line 5, the same code and number as
+    :func:`policy_elbo`. Maximised over all three factors it reaches :func:`log_evidence`.
 
     Args:
         mdp: the :class:`~pgm_control.TabularMDP` (the model's p0, P, p(a|s), r).
-        log_policy: log qₜ(a|s), indexed as [t, s, a], shape (T, S, A).
-        log_initial: log q(s₀), shape (S,); None = the true p0.
-        log_dynamics: log qₜ(s'|s,a), indexed as [t, s, a, s'], shape (T, S, A, S);
-            None = the true P.
+        log_policy: log qₜ(a|s), indexed as [t, s, a], shape (T, S, A) or stationary (S, A);
+            rows must be normalised (``torch.log_softmax(logits, -1)``).
+        log_initial: log q(s₀), shape (S,), normalised; None = the true p0.
+        log_dynamics: log qₜ(s'|s,a), indexed as [t, s, a, s'], shape (T, S, A, S),
+            normalised over s'; None = the true P.
         temperature: α > 0.
         observed_steps: condition only on these Oₜ, as in the model.
 
     Returns:
-        A differentiable scalar; −inf where q puts mass on something the model forbids.
+        A differentiable scalar in ``log_policy``'s dtype; −inf where q puts mass on something
+        the model forbids.
+
+    Raises:
+        ValueError: a factor of the wrong shape, or whose rows are not normalised.
     """
+    mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
     T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
-    shapes = {"log_policy": (T, S, A), "log_initial": (S,), "log_dynamics": (T, S, A, S)}
-    for name, x in zip(shapes, (log_policy, log_initial, log_dynamics)):
-        if x is not None and tuple(x.shape) != shapes[name]:
-            raise ValueError(f"`{name}` must have shape {shapes[name]}, got {tuple(x.shape)}")
-    w = _step_weights(mdp, observed_steps).to(log_policy.dtype)
-    r_scaled = mdp.reward.to(log_policy.dtype) / alpha  # indexed as r[s, a, s']
-    log_p0, log_prior, log_P = mdp.log_initial, mdp.log_action_prior, mdp.log_transition
-    P_flat = mdp.transition.reshape(S * A, S)
-    pi = log_policy.exp()
-
-    elbo = log_policy.new_zeros(())
-    forbidden = torch.zeros((), dtype=torch.bool, device=log_policy.device)
-    if log_initial is None:
-        d = [mdp.initial.to(log_policy.dtype)]
-    else:
-        q0 = log_initial.exp()
-        on = q0 > 0
-        forbidden = forbidden | (on & torch.isinf(log_p0)).any()
-        elbo = elbo + (q0 * (_where_finite(on, log_p0) - _where_finite(on, log_initial))).sum()
-        d = [q0]
-    for t in range(T):
-        occupancy = d[t][:, None] * pi[t]  # q(sₜ = s, aₜ = a), indexed [s, a]
-        if log_dynamics is None:
-            d.append(occupancy.reshape(-1) @ P_flat)
-        else:
-            joint = occupancy[:, :, None] * log_dynamics[t].exp()  # q(sₜ, aₜ, sₜ₊₁)
-            on = joint > 0
-            forbidden = forbidden | (on & torch.isinf(log_P)).any()
-            dyn = _where_finite(on, log_P) - _where_finite(on, log_dynamics[t])
-            elbo = elbo + (joint * (w[t] * r_scaled + dyn)).sum()
-            d.append(joint.sum((0, 1)))
-    # the action terms, for all t at once: Σ dₜ(s)·qₜ(a|s)·(log p(a|s) − log qₜ(a|s) [+ r̄/α])
-    occupancy = torch.stack(d[:-1])[:, :, None] * pi  # indexed [t, s, a]
-    on = occupancy > 0
-    forbidden = forbidden | (on & torch.isinf(log_prior)).any()
-    per_action = _where_finite(on, log_prior.expand_as(pi)) - _where_finite(on, log_policy)
-    if log_dynamics is None:
-        r_bar = mdp.expected_reward.to(log_policy.dtype) / alpha  # Σ_s' P·r/α, [s, a]
-        per_action = per_action + w[:, None, None] * r_bar
-    elbo = elbo + (occupancy * per_action).sum()
-    return torch.where(forbidden, torch.full_like(elbo, -torch.inf), elbo)
+    log_pi = _check_policy(mdp, log_policy, "log_policy", log=True)
+    shapes = {"log_initial": ((S,), "states"), "log_dynamics": ((T, S, A, S), "next states")}
+    for name, x in zip(shapes, (log_initial, log_dynamics)):
+        if x is None:
+            continue
+        shape, what = shapes[name]
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"`{name}` must be a torch tensor, got {type(x).__name__}")
+        if tuple(x.shape) != shape:
+            raise ValueError(f"`{name}` must have shape {shape}, got {tuple(x.shape)}")
+        if torch.isnan(x).any():
+            raise ValueError(f"`{name}` contains NaN")
+        with torch.no_grad():
+            _check_rows_normalised(name, x, log=True, what=what)
+    w = _step_weights(mdp, observed_steps).to(log_pi.dtype)
+    q0 = None if log_initial is None else log_initial.exp()
+    qd = None if log_dynamics is None else log_dynamics.exp()
+    return _elbo(mdp, log_pi.exp(), log_pi, alpha, w, q0, log_initial, qd, log_dynamics).elbo

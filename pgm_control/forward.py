@@ -11,8 +11,12 @@ Combined with the backward message βₜ(s) = exp(Vₜ(s)/α) (optimistic backup
 and the posterior dynamics — where the optimism lives —
 ``p(s'|s,a,O) = P(s'|s,a)·exp((r(s,a,s') + Vₜ₊₁(s'))/α − Qₜ(s,a)/α)``.
 
-Also here: the state distribution a *given* policy induces under the true dynamics, which is
-what the analytic ELBO of a structured guide needs.
+Also here: the state distribution a *given* policy induces (the occupancy recursion
+dₜ₊₁ = Σ dₜ·π·P, written once, in ``_state_distribution``), which every ELBO needs.
+
+Every routine returns the MDP's dtype (``policy_state_distribution``: the policy's) and is
+differentiable in ``mdp.reward`` and ``mdp.transition``; see :mod:`pgm_control.backward` for
+the float32 accuracy bound.
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ from __future__ import annotations
 import torch
 
 from .backward import _backward, _step_weights
-from .mdp import TabularMDP, _check_mdp, _check_policy, _check_temperature
+from .mdp import (
+    TabularMDP,
+    _check_mdp,
+    _check_policy,
+    _check_rows_normalised,
+    _check_temperature,
+)
 
 __all__ = [
     "log_forward_messages",
@@ -37,20 +47,21 @@ def log_forward_messages(
     """log αₜ(s) = log p(sₜ = s, O_{0:t-1}), indexed as [t, s], shape (T + 1, S).
 
     ``logsumexp(log_alpha[T])`` equals :func:`log_evidence` — an independent route to it.
+    In the MDP's dtype; differentiable in ``mdp.reward`` and ``mdp.transition``.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
     w = _step_weights(mdp, observed_steps)
-    T, S = mdp.horizon, mdp.num_states
     # joint kernel over (s, a, s') without the reward, which depends on w[t]
     log_kernel = mdp.log_action_prior[:, :, None] + mdp.log_transition
     r_scaled = mdp.reward / alpha
-    log_a = torch.empty(T + 1, S, dtype=mdp.float_dtype, device=mdp.device)
-    log_a[0] = mdp.log_initial
-    for t in range(T):
-        joint = log_a[t][:, None, None] + log_kernel + w[t] * r_scaled  # (S, A, S')
-        log_a[t + 1] = torch.logsumexp(joint.flatten(0, 1), dim=0)
-    return log_a
+    log_a_t = mdp.log_initial
+    log_a = [log_a_t]  # indexed as log_a[t][s]
+    for t in range(mdp.horizon):
+        joint = log_a_t[:, None, None] + log_kernel + w[t] * r_scaled  # (S, A, S')
+        log_a_t = torch.logsumexp(joint.flatten(0, 1), dim=0)
+        log_a.append(log_a_t)
+    return torch.stack(log_a)
 
 
 def _log_state_posterior(mdp, alpha, observed_steps, v_scaled=None):
@@ -68,7 +79,12 @@ def state_marginals(
     """Posterior state marginals p(sₜ | O) ∝ αₜ(s)·βₜ(s), indexed as [t, s].
 
     Returns shape (T, S) for the decision times t = 0..T-1, or (T + 1, S) with the final
-    state s_T when ``include_final=True``. Each row sums to 1.
+    state s_T when ``include_final=True``. Each row sums to 1. In the MDP's dtype;
+    differentiable in ``mdp.reward`` and ``mdp.transition``.
+
+    αₜ and βₜ are products over many steps, so log αₜ + log βₜ carries the magnitude of
+    T·max|r|/α: in float32 a marginal is accurate to ≈ T·eps·max(|V/α|, |log αₜ|) in log
+    space, i.e. useless once that reaches ~0.1 (e.g. T = 1000 at α = 1e-3); use float64 there.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
@@ -79,7 +95,10 @@ def state_marginals(
 def state_action_marginals(
     mdp: TabularMDP, *, temperature: float = 1.0, observed_steps=None
 ) -> torch.Tensor:
-    """Posterior p(sₜ, aₜ | O) = p(sₜ | O)·πₜ(aₜ|sₜ), indexed as [t, s, a], shape (T, S, A)."""
+    """Posterior p(sₜ, aₜ | O) = p(sₜ | O)·πₜ(aₜ|sₜ), indexed as [t, s, a], shape (T, S, A).
+
+    In the MDP's dtype; differentiable in ``mdp.reward`` and ``mdp.transition``.
+    """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
     q_scaled, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
@@ -95,6 +114,7 @@ def posterior_dynamics(
 
     ∝ P(s'|s,a)·exp((r(s,a,s') + Vₜ₊₁(s'))/α): the exact posterior tilts the dynamics toward
     lucky outcomes. Compare with ``mdp.transition`` to see the optimism (Levine 2018, §4.1).
+    In the MDP's dtype; differentiable in ``mdp.reward`` and ``mdp.transition``.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
@@ -108,20 +128,76 @@ def posterior_dynamics(
     return torch.exp(logits - q_scaled[..., None])
 
 
-def policy_state_distribution(mdp: TabularMDP, policy: torch.Tensor) -> torch.Tensor:
-    """dₜ(s) = q(sₜ = s) when acting with ``policy`` in the true dynamics, indexed [t, s].
+def policy_state_distribution(
+    mdp: TabularMDP,
+    policy: torch.Tensor,
+    *,
+    initial: torch.Tensor | None = None,
+    dynamics: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """dₜ(s) = q(sₜ = s) when acting with ``policy``, indexed [t, s], shape (T + 1, S).
 
-    ``policy`` is (T, S, A) or stationary (S, A) probabilities; returns (T + 1, S).
-    ``d₀ = p0``, ``dₜ₊₁(s') = Σ_{s,a} dₜ(s)·πₜ(a|s)·P(s'|s,a)``. Differentiable.
+    ``d₀ = p0``, ``dₜ₊₁(s') = Σ_{s,a} dₜ(s)·πₜ(a|s)·P(s'|s,a)`` — the occupancy recursion of
+    the lecture's ELBO (Levine 2018, §4), in the policy's dtype. Differentiable in the policy,
+    ``mdp.transition`` and ``mdp.initial``.
+
+    Args:
+        mdp: a :class:`TabularMDP` (its p0 and P are used unless replaced below).
+        policy: πₜ(a|s) probabilities, (T, S, A) or stationary (S, A).
+        initial: q(s₀) probabilities (S,) to start from instead of p0, e.g. a guide's learned
+            initial distribution; None = ``mdp.initial``.
+        dynamics: qₜ(s'|s,a) probabilities to move by instead of P, indexed [t, s, a, s'],
+            (T, S, A, S), or stationary (S, A, S); None = ``mdp.transition``.
+
+    Returns:
+        d, shape (T + 1, S), each row summing to 1.
     """
     mdp = _check_mdp(mdp)
-    return _state_distribution(mdp, _check_policy(mdp, policy, "policy"))
+    pi = _check_policy(mdp, policy, "policy")
+    T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
+    if initial is None:
+        initial = mdp.initial
+    else:
+        initial = _check_probabilities("initial", initial, (S,), mdp, "states")
+    if dynamics is None:
+        dynamics = mdp.transition
+    elif tuple(dynamics.shape) == (S, A, S):
+        dynamics = _check_probabilities("dynamics", dynamics, (S, A, S), mdp, "next states")
+    else:
+        dynamics = _check_probabilities("dynamics", dynamics, (T, S, A, S), mdp, "next states")
+    return _state_distribution(initial.to(pi.dtype), pi, dynamics.to(pi.dtype))
 
 
-def _state_distribution(mdp: TabularMDP, pi: torch.Tensor) -> torch.Tensor:
-    S, A = mdp.num_states, mdp.num_actions
-    P_flat = mdp.transition.to(pi.dtype).reshape(S * A, S)
-    d = [mdp.initial.to(pi.dtype)]
-    for t in range(mdp.horizon):
-        d.append((d[t][:, None] * pi[t]).reshape(S * A) @ P_flat)  # Σ_{s,a} dₜ·πₜ·P
+def _check_probabilities(name, x, shape, mdp, what):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch tensor of shape {shape}, got {type(x).__name__}")
+    if tuple(x.shape) != shape:
+        raise ValueError(f"`{name}` must have shape {shape}, got {tuple(x.shape)}")
+    x = x.to(mdp.device)
+    with torch.no_grad():
+        if torch.isnan(x).any() or (x < 0).any():
+            raise ValueError(f"`{name}` must hold probabilities (no NaN, no negatives)")
+        _check_rows_normalised(name, x, log=False, what=what)
+    return x
+
+
+def _state_distribution(
+    initial: torch.Tensor, pi: torch.Tensor, kernel: torch.Tensor
+) -> torch.Tensor:
+    """The occupancy recursion, unchecked: the one copy every module uses.
+
+    Args:
+        initial: d₀, shape (S,).
+        pi: πₜ(a|s), shape (T, S, A).
+        kernel: the dynamics, (S, A, S) shared by every step or (T, S, A, S) per step.
+
+    Returns:
+        d indexed [t, s], shape (T + 1, S): dₜ₊₁(s') = Σ_{s,a} dₜ(s)·πₜ(a|s)·kernel(s'|s,a).
+    """
+    T, S, A = pi.shape
+    shared = kernel.reshape(S * A, S) if kernel.ndim == 3 else None
+    d = [initial]
+    for t in range(T):
+        k_t = shared if shared is not None else kernel[t].reshape(S * A, S)
+        d.append((d[t][:, None] * pi[t]).reshape(S * A) @ k_t)  # Σ_{s,a} dₜ·πₜ·P
     return torch.stack(d)

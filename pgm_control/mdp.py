@@ -18,11 +18,34 @@ from typing import Any
 import numpy as np
 import torch
 
-from .validation import check_temperature
+from .validation import check_positive_int, check_probability, check_temperature
 
 __all__ = ["TabularMDP", "random_mdp", "lottery_mdp", "chain_mdp"]
 
 _SUM_TOL = 1e-6
+
+
+def _sum_tolerance(dtype: torch.dtype, n: int) -> float:
+    """How far a row of ``n`` probabilities may sum from 1: 1e-6, or √eps or n·eps if coarser.
+
+    A row summed in ``dtype`` is off by ≈ n·eps (one rounding per entry), and a policy
+    computed as exp(Q/α − V/α) by ≈ eps·|Q/α|; √eps (3.5e-4 in float32) lets float32 tables
+    and the library's own float32 policies through, while a real mistake is far larger.
+    float64 keeps the historic 1e-6.
+    """
+    eps = torch.finfo(dtype).eps
+    return max(_SUM_TOL, eps**0.5, n * eps)
+
+
+def _safe_log(x: torch.Tensor) -> torch.Tensor:
+    """log x with −inf where x = 0, whose gradient at the zeros is 0 instead of NaN.
+
+    ``torch.log`` differentiates to 1/x = inf there, and inf·0 from a later mask or logsumexp
+    turns into NaN; here the zeros are a held-fixed support, so their gradient is 0.
+    """
+    positive = x > 0
+    log_x = torch.log(torch.where(positive, x, torch.ones_like(x)))
+    return torch.where(positive, log_x, -torch.inf)
 
 
 def _as_tensor(name: str, value: Any, dtype: torch.dtype, device) -> torch.Tensor:
@@ -44,12 +67,15 @@ def _as_tensor(name: str, value: Any, dtype: torch.dtype, device) -> torch.Tenso
     return t.to(dtype=dtype, device=device)
 
 
-def _check_finite(name: str, t: torch.Tensor) -> None:
+def _check_finite(name: str, t: torch.Tensor, neg_inf_hint: str = "") -> None:
     if not torch.isfinite(t).all():
         bad = "NaN" if torch.isnan(t).any() else "inf"
         idx = tuple(torch.nonzero(~torch.isfinite(t))[0].tolist())
+        value = "" if bad == "NaN" else f", value {t[idx].item()}"
+        hint = neg_inf_hint if bad == "inf" and t[idx] < 0 else ""
         raise ValueError(
-            f"`{name}` contains {bad} (first at index {idx}); all entries must be finite"
+            f"`{name}` contains {bad} (first at index {idx}{value}); all entries must be "
+            f"finite.{hint}"
         )
 
 
@@ -60,12 +86,20 @@ def _check_distribution(name: str, t: torch.Tensor, what: str) -> None:
         raise ValueError(f"`{name}` has a negative probability at index {idx}; {what} must be >= 0")
     sums = t.sum(-1)
     err = (sums - 1).abs()
-    if (err > _SUM_TOL).any():
-        idx = tuple(torch.nonzero(err > _SUM_TOL)[0].tolist())
+    tol = _sum_tolerance(t.dtype, t.shape[-1])
+    if (err > tol).any():
+        idx = tuple(torch.nonzero(err > tol)[0].tolist())
         raise ValueError(
             f"`{name}` rows must sum to 1 over the last axis ({what}); row {idx} sums to "
             f"{sums[idx].item():.8g}. Normalise it, e.g. `{name} / {name}.sum(-1, keepdims=True)`."
         )
+
+
+_REWARD_HINT = (
+    " A reward of -inf is not how this model forbids things: to forbid an action, give it"
+    " probability 0 in `action_prior` (p(a|s) = 0); to make a move impossible, set its entry"
+    " of `transition` to 0 (P(s'|s,a) = 0)."
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -131,17 +165,14 @@ class TabularMDP:
                 f"`reward` must have shape (S, A) = {(S, A)} or (S, A, S) = {(S, A, S)} "
                 f"to match `transition`, got {tuple(r.shape)}"
             )
-        _check_finite("reward", r)
+        _check_finite("reward", r, _REWARD_HINT)
 
         p0 = _as_tensor("initial", self.initial, dtype, device)
         if p0.shape != (S,):
             raise ValueError(f"`initial` must have shape (S,) = {(S,)}, got {tuple(p0.shape)}")
         _check_distribution("initial", p0, "p0 is a distribution over states")
 
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)):
-            raise TypeError(f"`horizon` must be an int >= 1, got {self.horizon!r}")
-        if self.horizon < 1:
-            raise ValueError(f"`horizon` must be >= 1 (number of decisions), got {self.horizon}")
+        horizon = check_positive_int("horizon", self.horizon)  # T, the number of decisions
 
         if self.action_prior is None:
             prior = torch.full((S, A), 1.0 / A, dtype=dtype, device=device)
@@ -164,7 +195,7 @@ class TabularMDP:
         object.__setattr__(self, "transition", P)
         object.__setattr__(self, "reward", r)
         object.__setattr__(self, "initial", p0)
-        object.__setattr__(self, "horizon", int(self.horizon))
+        object.__setattr__(self, "horizon", horizon)
         object.__setattr__(self, "action_prior", prior)
         object.__setattr__(self, "terminal", terminal)
         if self.state_to_obs is not None:
@@ -203,17 +234,18 @@ class TabularMDP:
 
     @property
     def log_transition(self) -> torch.Tensor:
-        """log P[s, a, s'] with -inf for impossible moves (never clamped)."""
-        return torch.log(self.transition)
+        """log P[s, a, s'] with -inf for impossible moves (never clamped; gradient 0 there)."""
+        return _safe_log(self.transition)
 
     @property
     def log_action_prior(self) -> torch.Tensor:
-        """log p(a|s), shape (S, A), -inf where the prior forbids an action."""
-        return torch.log(self.action_prior)
+        """log p(a|s), shape (S, A), -inf where the prior forbids an action (gradient 0 there)."""
+        return _safe_log(self.action_prior)
 
     @property
     def log_initial(self) -> torch.Tensor:
-        return torch.log(self.initial)
+        """log p0(s), shape (S,), -inf where p0 = 0 (gradient 0 there)."""
+        return _safe_log(self.initial)
 
     @property
     def expected_reward(self) -> torch.Tensor:
@@ -387,9 +419,8 @@ def random_mdp(
     With ``deterministic=True`` each (s, a) moves to one random state and the start state is
     fixed, so the exact posterior needs no optimism fix (log p(O) = best ELBO).
     """
-    for name, v in (("num_states", num_states), ("num_actions", num_actions)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"`{name}` must be a positive int, got {v!r}")
+    num_states = check_positive_int("num_states", num_states)
+    num_actions = check_positive_int("num_actions", num_actions)
     if concentration <= 0:
         raise ValueError(f"`concentration` must be > 0, got {concentration}")
     g = torch.Generator().manual_seed(seed)
@@ -458,11 +489,8 @@ def chain_mdp(num_states: int = 5, horizon: int = 6, *, slip: float = 0.0, dtype
     """A 1-D chain: action 0 moves left, 1 moves right (with prob ``slip`` the move reverses);
     reward 1 for being in the right-most state. Small and readable, for doctests and notebooks.
     """
-    if not 0 <= slip < 1:
-        raise ValueError(f"`slip` must be in [0, 1), got {slip}")
-    S = int(num_states)
-    if S < 2:
-        raise ValueError(f"`num_states` must be >= 2, got {num_states}")
+    slip = check_probability("slip", slip, open_high=True)
+    S = check_positive_int("num_states", num_states, minimum=2)
     P = np.zeros((S, 2, S))
     for s in range(S):
         left, right = max(s - 1, 0), min(s + 1, S - 1)
@@ -515,14 +543,24 @@ def _check_policy(mdp: TabularMDP, policy, name: str = "policy", *, log: bool = 
     if torch.isnan(policy).any():
         raise ValueError(f"`{name}` contains NaN")
     with torch.no_grad():
-        probs = policy.exp() if log else policy
         if not log and (policy < 0).any():
             raise ValueError(f"`{name}` has negative probabilities; pass probabilities q(a|s)")
-        err = (probs.sum(-1) - 1).abs().max().item()
-        if err > 1e-6:
-            kind = "log-probabilities" if log else "probabilities"
-            raise ValueError(
-                f"`{name}` rows must be {kind} of a distribution over actions (sum to 1); the "
-                f"worst row is off by {err:.3g}. Normalise with softmax / division."
-            )
+        _check_rows_normalised(name, policy, log=log, what="actions")
     return policy
+
+
+def _check_rows_normalised(name: str, x: torch.Tensor, *, log: bool, what: str) -> None:
+    """Rows (last axis) must sum to 1 (``log``: logsumexp to 0) within the dtype's tolerance."""
+    probs = x.exp() if log else x
+    err = (probs.sum(-1) - 1).abs().max().item()
+    if err > _sum_tolerance(x.dtype, x.shape[-1]):
+        if log:
+            raise ValueError(
+                f"`{name}` rows must be log-probabilities of a distribution over {what} "
+                f"(logsumexp over the last axis = 0); the worst row is off by {err:.3g}. "
+                "Normalise it, e.g. with `torch.log_softmax(logits, -1)`."
+            )
+        raise ValueError(
+            f"`{name}` rows must be probabilities of a distribution over {what} (sum to 1); "
+            f"the worst row is off by {err:.3g}. Normalise with softmax / division."
+        )

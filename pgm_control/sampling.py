@@ -14,6 +14,7 @@ import torch
 
 from .backward import _backward, _step_weights
 from .mdp import TabularMDP, _check_mdp, _check_policy, _check_temperature
+from .validation import check_int, check_positive_int
 
 __all__ = ["Trajectories", "sample_posterior_trajectories", "sample_trajectories"]
 
@@ -37,13 +38,9 @@ def _draw(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def _check_num(num_samples):
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"`num_samples` must be a positive int, got {num_samples!r}")
-
-
 def _generator(mdp, seed):
-    return torch.Generator(device=mdp.device).manual_seed(int(seed))
+    """A local generator, so that sampling never touches the caller's global torch RNG."""
+    return torch.Generator(device=mdp.device).manual_seed(check_int("seed", seed))
 
 
 def sample_posterior_trajectories(
@@ -58,14 +55,26 @@ def sample_posterior_trajectories(
 
     Uses the backward messages: p(s₀|O) ∝ p0·exp(V₀/α), πₜ(a|s) ∝ p(a|s)·exp(Qₜ/α) and the
     posterior dynamics p(s'|s,a,O) ∝ P(s'|s,a)·exp((r + Vₜ₊₁)/α) (Levine 2018, §2.4–2.6).
+
+    Args:
+        mdp: a :class:`TabularMDP`.
+        num_samples: N ≥ 1 (a Python or numpy int).
+        temperature: α > 0.
+        seed: seeds a local ``torch.Generator``; the global RNG is left untouched.
+        observed_steps: condition only on these Oₜ, as in the model.
+
+    Returns:
+        :class:`Trajectories`: states (N, T+1) and actions (N, T) as int64, rewards (N, T) in
+        the MDP's dtype (detached: sampling is not differentiable).
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
-    _check_num(num_samples)
+    num_samples = check_positive_int("num_samples", num_samples)
     g = _generator(mdp, seed)
     w = _step_weights(mdp, observed_steps)
-    q, v = _backward(mdp, alpha, "optimistic", observed_steps)
-    log_prior, log_p, r = mdp.log_action_prior, mdp.log_transition, mdp.reward
+    with torch.no_grad():  # draws are discrete: nothing to differentiate
+        q, v = _backward(mdp, alpha, "optimistic", observed_steps)
+    log_prior, log_p, r = mdp.log_action_prior, mdp.log_transition, mdp.reward.detach()
     N, T = num_samples, mdp.horizon
     states = torch.empty(N, T + 1, dtype=torch.long, device=mdp.device)
     actions = torch.empty(N, T, dtype=torch.long, device=mdp.device)
@@ -81,10 +90,14 @@ def sample_posterior_trajectories(
 def sample_trajectories(
     mdp: TabularMDP, policy: torch.Tensor, num_samples: int, *, seed: int = 0
 ) -> Trajectories:
-    """Roll ``policy`` ((T,S,A) or (S,A) probabilities) out in the true dynamics P."""
+    """Roll ``policy`` ((T,S,A) or (S,A) probabilities) out in the true dynamics P.
+
+    ``num_samples`` is N ≥ 1 (a Python or numpy int); ``seed`` seeds a local generator.
+    Returns :class:`Trajectories` with int64 states/actions and rewards in the MDP's dtype.
+    """
     mdp = _check_mdp(mdp)
     pi = _check_policy(mdp, policy, "policy").detach()
-    _check_num(num_samples)
+    num_samples = check_positive_int("num_samples", num_samples)
     g = _generator(mdp, seed)
     N, T = num_samples, mdp.horizon
     log_pi, log_p = torch.log(pi), mdp.log_transition
@@ -95,5 +108,5 @@ def sample_trajectories(
         s = states[:, t]
         actions[:, t] = a = _draw(log_pi[t, s], g)
         states[:, t + 1] = _draw(log_p[s, a], g)
-    rewards = mdp.reward[states[:, :-1], actions, states[:, 1:]]
+    rewards = mdp.reward.detach()[states[:, :-1], actions, states[:, 1:]]
     return Trajectories(states, actions, rewards)

@@ -26,7 +26,7 @@ def test_from_gymnasium_matches_table(env_id, kwargs):
     S = mdp.num_states
     assert mdp.num_observations == n_obs and mdp.transition.shape == (S, A, S)
     obs = torch.arange(S) if mdp.state_to_obs is None else mdp.state_to_obs
-    torch.testing.assert_close(mdp.transition.sum(-1), torch.ones(S, A))
+    torch.testing.assert_close(mdp.transition.sum(-1), torch.ones(S, A, dtype=torch.float64))
     np.testing.assert_allclose(mdp.initial[:n_obs].numpy(), u.initial_state_distrib)
     assert mdp.transition.dtype == torch.float64
     terminal = mdp.terminal.numpy()
@@ -40,7 +40,7 @@ def test_from_gymnasium_matches_table(env_id, kwargs):
                 # some state standing for s' is reached and pays exactly this reward
                 hits = (obs == int(s_next)) & (mdp.transition[s, a] > 0)
                 assert (mdp.reward[s, a][hits] == rew).any()
-            got = torch.zeros(n_obs).index_add_(0, obs, mdp.transition[s, a])
+            got = torch.zeros(n_obs, dtype=torch.float64).index_add_(0, obs, mdp.transition[s, a])
             np.testing.assert_allclose(got.numpy(), expect, atol=1e-12)
     for s in np.flatnonzero(terminal):  # terminal states absorb with zero reward
         assert (mdp.transition[s, :, s] == 1).all() and (mdp.reward[s] == 0).all()
@@ -118,16 +118,48 @@ def _base():
 @pytest.mark.parametrize(
     "change,exc,words",
     [
-        (dict(transition=torch.ones(3, 2, 3)), ValueError, "`transition` rows must sum to 1"),
-        (dict(transition=torch.ones(3, 2)), ValueError, "`transition` must have shape"),
-        (dict(reward=torch.zeros(3, 3)), ValueError, "`reward` must have shape"),
-        (dict(reward=torch.full((3, 2), float("nan"))), ValueError, "`reward` contains NaN"),
-        (dict(reward=torch.full((3, 2), float("inf"))), ValueError, "`reward` contains inf"),
-        (dict(initial=torch.tensor([0.5, 0.6, -0.1])), ValueError, "`initial` has a negative"),
-        (dict(initial=torch.ones(4) / 4), ValueError, "`initial` must have shape"),
-        (dict(horizon=0), ValueError, "`horizon` must be >= 1"),
+        (
+            dict(transition=torch.ones(3, 2, 3, dtype=torch.float64)),
+            ValueError,
+            "`transition` rows must sum to 1",
+        ),
+        (
+            dict(transition=torch.ones(3, 2, dtype=torch.float64)),
+            ValueError,
+            "`transition` must have shape",
+        ),
+        (
+            dict(reward=torch.zeros(3, 3, dtype=torch.float64)),
+            ValueError,
+            "`reward` must have shape",
+        ),
+        (
+            dict(reward=torch.full((3, 2), float("nan"), dtype=torch.float64)),
+            ValueError,
+            "`reward` contains NaN",
+        ),
+        (
+            dict(reward=torch.full((3, 2), float("inf"), dtype=torch.float64)),
+            ValueError,
+            "`reward` contains inf",
+        ),
+        (
+            dict(initial=torch.tensor([0.5, 0.6, -0.1], dtype=torch.float64)),
+            ValueError,
+            "`initial` has a negative",
+        ),
+        (
+            dict(initial=torch.ones(4, dtype=torch.float64) / 4),
+            ValueError,
+            "`initial` must have shape",
+        ),
+        (dict(horizon=0), ValueError, "`horizon` must be an int >= 1"),
         (dict(horizon=2.5), TypeError, "`horizon` must be an int"),
-        (dict(action_prior=torch.ones(3, 2)), ValueError, "`action_prior` rows must sum"),
+        (
+            dict(action_prior=torch.ones(3, 2, dtype=torch.float64)),
+            ValueError,
+            "`action_prior` rows must sum",
+        ),
         (dict(reward="abc"), TypeError, "`reward`"),
     ],
 )
@@ -165,3 +197,38 @@ def test_bad_backup_and_observed_steps():
         pc.soft_value_iteration(_base(), backup="pessimistic")
     with pytest.raises(ValueError, match="`observed_steps`"):
         pc.log_evidence(_base(), observed_steps=[5])
+
+
+def test_minus_inf_reward_points_to_action_prior_and_transition_zeros():
+    P = np.full((2, 2, 2), 0.5)
+    r = np.zeros((2, 2))
+    r[0, 1] = -np.inf
+    with pytest.raises(ValueError, match="`reward` contains inf") as info:
+        pc.TabularMDP(P, r, np.array([1.0, 0.0]), 3, dtype=torch.float64)
+    msg = str(info.value)
+    assert "`action_prior`" in msg and "`transition`" in msg and "(0, 1, 0)" in msg
+    r[0, 1] = np.inf  # +inf is just not finite: no hint about forbidding
+    with pytest.raises(ValueError, match="`reward` contains inf") as info:
+        pc.TabularMDP(P, r, np.array([1.0, 0.0]), 3, dtype=torch.float64)
+    assert "action_prior" not in str(info.value)
+
+
+def test_float32_tables_are_checked_with_a_float32_tolerance():
+    """A float32 table normalised in float32 sums to 1 only within ≈ n·eps; a real mistake fails."""
+    g = torch.Generator().manual_seed(0)
+    gam = torch.rand(40, 2, 40, generator=g, dtype=torch.float32) + 1e-3
+    P = gam / gam.sum(-1, keepdim=True)
+    p0 = torch.full((40,), 1 / 40, dtype=torch.float32)
+    mdp = pc.TabularMDP(P, torch.zeros(40, 2, dtype=torch.float32), p0, 3)
+    assert mdp.float_dtype == torch.float32
+    with pytest.raises(ValueError, match="`transition` rows must sum to 1"):
+        pc.TabularMDP(P * 1.01, torch.zeros(40, 2, dtype=torch.float32), p0, 3)
+
+
+def test_differentiable_tables_keep_their_graph():
+    P = torch.full((2, 2, 2), 0.5, dtype=torch.float64, requires_grad=True)
+    r = torch.zeros(2, 2, dtype=torch.float64, requires_grad=True)
+    mdp = pc.TabularMDP(P, r, torch.tensor([1.0, 0.0], dtype=torch.float64), 2)
+    assert mdp.transition.requires_grad and mdp.reward.requires_grad
+    mdp.reward.sum().backward()
+    torch.testing.assert_close(r.grad, torch.full((2, 2), 2.0, dtype=torch.float64))

@@ -98,3 +98,16 @@ def test_property_enumeration_equals_messages(seed, S, A, T):
     assert enumerated_log_evidence(mdp).item() == pytest.approx(
         pc.log_evidence(mdp).item(), abs=1e-9
     )
+
+
+@pytest.mark.parametrize("alpha", [0.05, 1.0])
+def test_enumeration_equals_messages_in_float32(alpha):
+    """Pyro's enumeration of a float32 model returns float32 and agrees with the float32 messages
+    within the lane's bound C·T·eps₃₂·max(1, |log p(O)|) (see tests/test_float32.py)."""
+    mdp = pc.random_mdp(4, 3, 6, seed=3, dtype=torch.float32)
+    got = enumerated_log_evidence(mdp, temperature=alpha)
+    exact = pc.log_evidence(mdp, temperature=alpha)
+    assert got.dtype == exact.dtype == torch.float32
+    exact64 = pc.log_evidence(mdp.to(dtype=torch.float64), temperature=alpha).item()
+    bound = 4 * 6 * torch.finfo(torch.float32).eps * max(1.0, abs(exact64))
+    assert abs(got.item() - exact64) <= bound and abs(exact.item() - exact64) <= bound
