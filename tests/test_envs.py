@@ -118,9 +118,13 @@ def test_continuous_mdp_accepts_a_valid_definition():
     assert mdp.replace(horizon=7).horizon == 7
 
 
-@pytest.mark.parametrize("horizon", [0, -3, 2.5, True, "10"])
-def test_continuous_mdp_rejects_bad_horizon(horizon):
-    with pytest.raises(ValueError, match="horizon"):
+@pytest.mark.parametrize(
+    "horizon, error",
+    [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError), ("10", TypeError)],
+)
+def test_continuous_mdp_rejects_bad_horizon(horizon, error):
+    # the shared check: TypeError for a value that is no int, ValueError for one below 1
+    with pytest.raises(error, match="horizon"):
         _mdp(horizon=horizon)
 
 
