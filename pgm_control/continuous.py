@@ -27,9 +27,8 @@ def _initial_dtype(initial: Distribution) -> torch.dtype:
         mean = initial.mean
     except NotImplementedError:
         return torch.float64
-    return mean.dtype if isinstance(mean, torch.Tensor) and mean.is_floating_point() else (
-        torch.float64
-    )
+    floating = isinstance(mean, torch.Tensor) and mean.is_floating_point()
+    return mean.dtype if floating else torch.float64
 
 
 def _vector(name, value, dtype):

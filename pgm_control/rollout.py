@@ -428,8 +428,8 @@ def _initial_state(initial_state, twin, observations):
         return None
     if twin is None or twin.env_state is None:
         raise ValueError(
-            "`initial_state` needs a `twin` ContinuousMDP with `env_state` to write it into "
-            "the env"
+            "`initial_state` needs a `twin` ContinuousMDP with `env_state`, which writes the "
+            "state into the env"
         )
     if observations and twin.observe is None:
         raise ValueError("`initial_state` with `observations=True` needs `twin.observe`")
