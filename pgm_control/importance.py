@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import functools
 import math
-import numbers
 import warnings
 
 import numpy as np
@@ -119,8 +118,7 @@ def _check_tabular_state(mdp: TabularMDP, state) -> int:
                 f"{tuple(state.shape)} and dtype {state.dtype}"
             )
         state = state.item()
-    if isinstance(state, bool) or not isinstance(state, numbers.Integral):
-        raise TypeError(f"`state` must be an integer state index, got {state!r}")
+    state = check_int("state", state)
     if not 0 <= state < mdp.num_states:
         raise ValueError(f"`state` must lie in [0, {mdp.num_states}), got {state}")
     return int(state)

@@ -8,6 +8,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
+import pgm_control.importance
 from pgm_control.continuous import ContinuousMDP
 from pgm_control.envs import angle_normalize, pendulum
 from pgm_control.importance import (
@@ -291,12 +292,11 @@ def test_route_is_decided_once_from_the_dynamics():
 def test_the_hot_path_never_traces_deterministic_dynamics(monkeypatch):
     """No self-check on the first plan any more: with deterministic dynamics every plan,
     the first included, is weighed in closed form (Pyro's trace is never run)."""
-    import pgm_control.importance as importance
 
     def no_trace(*args, **kwargs):
         raise AssertionError("the Pyro trace ran on MPPI's hot path")
 
-    monkeypatch.setattr(importance, "_weigh", no_trace)
+    monkeypatch.setattr(pgm_control.importance, "_weigh", no_trace)
     ctrl = MPPI(pendulum(), horizon=8, num_samples=64, temperature=1.0, noise_scale=1.0, seed=0)
     for _ in range(3):
         ctrl.act(torch.tensor([3.0, 0.0]))

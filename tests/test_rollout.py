@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import pgm_control as pc
+from pgm_control.continuous_svi import fit_continuous
 from pgm_control.guides import TABULAR_GUIDES
 from pgm_control.rollout import RolloutResult, rollout
 from pgm_control.svi import fit
@@ -241,3 +242,11 @@ def test_non_finite_actions_are_refused_naming_the_policy():
         rollout(pc.envs.pendulum(), broken_controller, 1, initial_state=[0.0])
     with pytest.raises(TypeError, match="twin"):
         rollout("Pendulum-v1", broken_controller, 1, twin="pendulum")
+
+
+def test_a_continuous_fit_result_acts_through_its_guide():
+    mdp = pc.envs.pendulum(horizon=3)
+    res = fit_continuous(mdp, steps=1, num_particles=2, seed=0, progress=False)
+    by_result = rollout(mdp, res, 2, 1, max_steps=5)
+    by_guide = rollout(mdp, res.guide.act, 2, 1, max_steps=5)
+    np.testing.assert_array_equal(by_result.returns, by_guide.returns)
