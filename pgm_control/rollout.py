@@ -29,6 +29,7 @@ import typing
 import gymnasium as gym
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .continuous import ContinuousMDP
 from .fit_result import FitResult
@@ -80,6 +81,8 @@ class RolloutResult:
         truncated: per episode, whether it ended by the horizon / time limit instead.
         episodes: with ``record=True``, each episode's :class:`Episode` (states, actions,
             rewards, per-step seconds, frames); else None.
+        interrupted: whether Ctrl-C stopped the run; the arrays then hold the episodes that
+            exist, the last one cut short (truncated).
     """
 
     returns: np.ndarray
@@ -87,6 +90,7 @@ class RolloutResult:
     successes: np.ndarray
     truncated: np.ndarray
     episodes: list[Episode] | None = None
+    interrupted: bool = False
 
     @property
     def success_rate(self) -> float:
@@ -114,7 +118,8 @@ class RolloutResult:
         return (
             f"RolloutResult(episodes={len(self.returns)}, success_rate={self.success_rate:.4f}"
             f" ± {self.success_stderr:.4f}, mean_return={self.mean_return:.4g}, "
-            f"mean_length={self.lengths.mean():.3g})"
+            f"mean_length={self.lengths.mean():.3g}"
+            f"{', interrupted' if self.interrupted else ''})"
         )
 
 
@@ -255,8 +260,13 @@ def rollout(
     reset_seeds: str = "each",
     record: bool = False,
     frame_every: int = 0,
+    progress: bool = False,
 ) -> RolloutResult:
     """Run a policy in a gymnasium env and record returns, lengths and successes.
+
+    ``Rᵢ = Σₜ rₜ`` along episode i, with ``aₜ ~ π(· | sₜ)`` (tabular) or ``aₜ = π(sₜ, t)``, and
+    ``sₜ₊₁, rₜ`` from the env's own ``step``: a Monte-Carlo check of what a model predicts
+    (e.g. P(goal by T) from :func:`~pgm_control.policy_state_distribution`).
 
     At step t a tabular policy's action is drawn from ``policy[t, obs]`` (a stationary (S, A)
     policy is used at every step); a continuous policy is called on the state (see ``twin``)
@@ -300,6 +310,9 @@ def rollout(
             (:attr:`RolloutResult.episodes`).
         frame_every: with ``record``, keep ``env.render()`` every this many steps (0: none;
             the env needs ``render_mode="rgb_array"``).
+        progress: show a tqdm bar over the episodes. Ctrl-C stops the run and returns the
+            episodes that exist (:attr:`RolloutResult.interrupted`); before the first step
+            it propagates.
 
     Returns:
         :class:`RolloutResult` with per-episode returns, lengths, successes and truncations.
@@ -316,7 +329,7 @@ def rollout(
         return _rollout(
             env, policy, episodes, seed, after_horizon=after_horizon, max_steps=max_steps,
             twin=twin, observations=observations, initial_state=initial_state, dtype=dtype,
-            reset_seeds=reset_seeds, record=record, frame_every=frame_every,
+            reset_seeds=reset_seeds, record=record, frame_every=frame_every, progress=progress,
         )  # fmt: skip
     finally:
         if made:
@@ -325,7 +338,7 @@ def rollout(
 
 def _rollout(
     env, policy, episodes, seed, *, after_horizon, max_steps, twin, observations, initial_state,
-    dtype, reset_seeds, record, frame_every,
+    dtype, reset_seeds, record, frame_every, progress,
 ) -> RolloutResult:  # fmt: skip
     if not hasattr(env, "reset") or not hasattr(env, "step"):
         raise TypeError(f"`env` must be a gymnasium env or an env id, got {type(env).__name__}")
@@ -366,6 +379,8 @@ def _rollout(
     successes = np.zeros(episodes, dtype=bool)
     truncated_all = np.zeros(episodes, dtype=bool)
     recorded = [] if record else None
+    done, interrupted = 0, False
+    bar = tqdm(total=episodes, desc="rollout", unit="episode", disable=not progress, leave=False)
     for ep in range(episodes):
         episode_seed = seed + ep
         reset_seed = episode_seed if reset_seeds == "each" or ep == 0 else None
@@ -381,31 +396,47 @@ def _rollout(
             frames.append(env.render())
         total, t, reward = 0.0, 0, 0.0
         terminated = truncated = False
-        while not (terminated or truncated):
-            if limit is not None and t >= limit:
-                truncated = True
+        try:
+            while not (terminated or truncated):
+                if limit is not None and t >= limit:
+                    truncated = True
+                    break
+                tic = time.perf_counter()
+                action = agent(x, t)
+                toc = time.perf_counter()
+                action = _env_action(action, env, agent, t)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                t += 1
+                x = read(obs)
+                if record:
+                    states.append(x)
+                    actions.append(action)
+                    rewards.append(float(reward))
+                    seconds.append(toc - tic)
+                    if frame_every and t % frame_every == 0:
+                        frames.append(env.render())
+        except KeyboardInterrupt:
+            if done == 0 and t == 0:
+                bar.close()
+                raise  # nothing to return yet
+            interrupted = True
+            if t == 0:  # the cut episode took no step: leave it out
                 break
-            tic = time.perf_counter()
-            action = agent(x, t)
-            toc = time.perf_counter()
-            action = _env_action(action, env, agent, t)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            t += 1
-            x = read(obs)
-            if record:
-                states.append(x)
-                actions.append(action)
-                rewards.append(float(reward))
-                seconds.append(toc - tic)
-                if frame_every and t % frame_every == 0:
-                    frames.append(env.render())
         returns[ep], lengths[ep] = total, t
         successes[ep] = terminated and reward > 0
         truncated_all[ep] = not terminated
         if record:
             recorded.append(_episode(states, actions, rewards, seconds, terminated, frames))
-    return RolloutResult(returns, lengths, successes, truncated_all, recorded)
+        done = ep + 1
+        bar.update(1)
+        if interrupted:
+            break
+    bar.close()
+    return RolloutResult(
+        returns[:done], lengths[:done], successes[:done], truncated_all[:done], recorded,
+        interrupted,
+    )  # fmt: skip
 
 
 def _observation(obs):

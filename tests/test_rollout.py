@@ -250,3 +250,25 @@ def test_a_continuous_fit_result_acts_through_its_guide():
     by_result = rollout(mdp, res, 2, 1, max_steps=5)
     by_guide = rollout(mdp, res.guide.act, 2, 1, max_steps=5)
     np.testing.assert_array_equal(by_result.returns, by_guide.returns)
+
+
+def test_ctrl_c_returns_the_episodes_that_exist():
+    mdp = pc.envs.pendulum()
+    calls = []
+
+    def impatient(state):
+        calls.append(None)
+        if len(calls) == 8:  # the third step of the second episode
+            raise KeyboardInterrupt
+        return torch.zeros(1)
+
+    res = rollout(mdp, impatient, 5, 0, max_steps=5, record=True, progress=True)
+    assert res.interrupted and "interrupted" in repr(res)
+    assert list(res.lengths) == [5, 2] and res.truncated.all() and len(res.episodes) == 2
+    assert res.returns[1] == pytest.approx(res.episodes[1].rewards.sum())
+
+    def at_once(state):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rollout(mdp, at_once, 3, 0, max_steps=5)
