@@ -133,8 +133,14 @@ class ContinuousMDP:
     @property
     def stochastic(self) -> bool:
         """Whether ``dynamics`` returns a Distribution over s' (a learned stochastic model)
-        rather than s' itself: found by calling it once, without gradients, on the zero
-        state and the centre of the action box. Planners read it once, when they are built."""
+        rather than s' itself. A dynamics callable may declare it with a boolean
+        ``stochastic`` attribute (the learned models of :mod:`pgm_control.learning` do, so
+        that nothing runs on the wrong device); otherwise it is found by calling the dynamics
+        once, without gradients, on the zero state and the centre of the action box. Planners
+        read it once, when they are built."""
+        declared = getattr(self.dynamics, "stochastic", None)
+        if isinstance(declared, bool):
+            return declared
         state = torch.zeros(self.state_dim, dtype=self.dtype, device=self.action_low.device)
         action = (self.action_low + self.action_high) / 2
         with torch.no_grad():
