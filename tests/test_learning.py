@@ -232,6 +232,23 @@ def test_collect_transitions_refuses_non_finite_actions_naming_the_policy():
     data = collect_transitions(env, lambda obs: np.zeros(1), steps=5, progress=False)
     assert torch.isfinite(data.actions).all()
 
+    class Exploding(gym.Env):  # a Box env whose observation overflows at the third step
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (1,))
+        action_space = gym.spaces.Box(-1.0, 1.0, (1,))
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t = 0
+            return np.zeros(1, dtype=np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            obs = np.full(1, np.inf if self.t == 3 else 0.0, dtype=np.float32)
+            return obs, 0.0, False, False, {}
+
+    with pytest.raises(ValueError, match="env.step.*non-finite observation.*step 2"):
+        collect_transitions(Exploding(), None, steps=10, progress=False)
+
 
 @pytest.mark.parametrize("default", [torch.float32, torch.float64])
 def test_fit_tabular_model_does_not_depend_on_the_default_dtype(lake, default):
