@@ -311,8 +311,9 @@ class MPPI:
         """The action for ``state`` ((state_dim,); its dtype and device set the plan's)."""
         s_0 = _check_continuous_state(self.mdp, state)
         sigma, low, high, prior = self._constants(s_0.dtype, s_0.device)
-        # Pyro's validation checks the model and proposal on the first plan of each (dtype,
-        # device); afterwards only their values change, and the checks cost ~10% of a plan
+        # on the traced route (stochastic dynamics, or check=True) Pyro's validation checks the
+        # model and proposal on the first plan of each (dtype, device); afterwards only their
+        # values change, and the checks cost ~10% of a plan
         validate = pyro.infer.util.is_validation_enabled() and not self._validated
         with (
             torch.inference_mode(),
