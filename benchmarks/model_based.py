@@ -34,13 +34,9 @@ import torch
 from pgm_control import TabularMDP, policy_state_distribution, soft_value_iteration
 from pgm_control.envs import pendulum
 from pgm_control.importance import WeightDegeneracyWarning
-from pgm_control.learning import (
-    collect_transitions,
-    evaluate_tabular_policy,
-    fit_gaussian_dynamics,
-    fit_tabular_model,
-)
-from pgm_control.mppi import MPPI, run_episode
+from pgm_control.learning import collect_transitions, fit_gaussian_dynamics, fit_tabular_model
+from pgm_control.mppi import MPPI
+from pgm_control.rollout import rollout, run_episode
 
 
 def exact_success(true: TabularMDP, policy) -> float:
@@ -55,9 +51,7 @@ def frozen_lake(args) -> bool:
     T, alpha = args.fl_horizon, args.alpha
     true = TabularMDP.from_gymnasium(env, T)
     pi_true = soft_value_iteration(true, temperature=alpha, backup="expected").policy
-    success_true = evaluate_tabular_policy(
-        env, pi_true, episodes=args.fl_episodes, seed=10_000
-    ).mean()
+    success_true = rollout(env, pi_true, args.fl_episodes, seed=10_000).success_rate
     print(
         f"FrozenLake-v1 4x4 slippery, α={alpha}, T={T}, {args.fl_steps} uniformly random "
         f"transitions per data set; success over {args.fl_episodes} real episodes (the same "
@@ -83,9 +77,7 @@ def frozen_lake(args) -> bool:
             )  # fmt: skip
             learned = fit_tabular_model(data, 16, 4, T, estimate="map", concentration=1.0)
             pi = soft_value_iteration(learned, temperature=alpha, backup="expected").policy
-            success = evaluate_tabular_policy(
-                env, pi, episodes=args.fl_episodes, seed=10_000
-            ).mean()
+            success = rollout(env, pi, args.fl_episodes, seed=10_000).success_rate
             gaps.append(100 * (success_true - success))
             exact_gaps.append(100 * (exact_true - exact_success(true, pi)))
             visits = int((data.states == 14).sum())

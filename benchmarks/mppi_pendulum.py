@@ -42,7 +42,8 @@ import torch
 
 from pgm_control.envs import mountain_car_continuous, pendulum
 from pgm_control.importance import WeightDegeneracyWarning
-from pgm_control.mppi import MPPI, run_episode
+from pgm_control.mppi import MPPI
+from pgm_control.rollout import run_episode
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -24,7 +24,7 @@ import pyro.distributions as dist
 import torch
 
 from pgm_control.continuous import ContinuousMDP, _check_continuous
-from pgm_control.mdp import _check_temperature
+from pgm_control.validation import check_optional_positive_int, check_temperature
 
 __all__ = ["continuous_control_model", "action_prior_distribution"]
 
@@ -65,7 +65,8 @@ def continuous_control_model(
         (states (..., T+1, state_dim), actions (..., T, action_dim), rewards (..., T)).
     """
     mdp = _check_continuous(mdp)
-    alpha = _check_temperature(temperature)
+    alpha = check_temperature(temperature)
+    num_particles = check_optional_positive_int("num_particles", num_particles)
     T = mdp.horizon
     dtype = mdp.action_low.dtype
     if initial_state is not None:

@@ -16,10 +16,24 @@ from typing import Any
 import torch
 from torch.distributions import Distribution
 
+from .validation import check_positive_int
+
 __all__ = ["ContinuousMDP"]
 
 
-def _vector(name, value, dtype=torch.float64):
+def _initial_dtype(initial: Distribution) -> torch.dtype:
+    """The floating dtype of p0's parameters, read off its mean (float64 where p0 has none)."""
+    try:
+        mean = initial.mean
+    except NotImplementedError:
+        return torch.float64
+    floating = isinstance(mean, torch.Tensor) and mean.is_floating_point()
+    return mean.dtype if floating else torch.float64
+
+
+def _vector(name, value, dtype):
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        dtype = value.dtype  # a tensor bound keeps its own dtype
     t = torch.as_tensor(value, dtype=dtype)
     if t.ndim == 0:
         t = t.reshape(1)
@@ -40,7 +54,9 @@ class ContinuousMDP:
         reward: ``r(s, a) -> (...)``, vectorised the same way.
         initial: a torch ``Distribution`` over s₀ with event shape (state_dim,).
         horizon: T >= 1.
-        action_low, action_high: bounds of the action box (scalars or (action_dim,)).
+        action_low, action_high: bounds of the action box (scalars or (action_dim,)). Stored
+            as tensors in the MDP's dtype (:attr:`dtype`): a floating tensor keeps its own,
+            anything else takes the dtype of ``initial``'s mean (float64 if it has none).
         name: a label.
         gym_id: the gymnasium id whose ``step`` these functions reproduce, if any.
         env_state: ``g(state) -> env.unwrapped.state`` to start the real env from a state.
@@ -50,6 +66,10 @@ class ContinuousMDP:
             The model then adds one more optimality factor, p(O_T | s_T) = exp(r_T(s_T)/α). In a
             receding-horizon planner it stands for the backward message the truncated horizon
             drops, exp(V(s_H)/α): any estimate of the value beyond the horizon plugs in here.
+
+    Every field must pickle for the MDP to be saved (``pickle``, ``torch.save``): give
+    module-level functions or instances of small callable classes, not lambdas or closures
+    (the built-in twins of :mod:`pgm_control.envs` do so).
     """
 
     dynamics: Callable
@@ -84,10 +104,10 @@ class ContinuousMDP:
                 "`initial` must have event shape (state_dim,), got "
                 f"{tuple(self.initial.event_shape)}; use `.to_event(1)`"
             )
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
-            raise ValueError(f"`horizon` must be an int >= 1, got {self.horizon!r}")
-        low = _vector("action_low", self.action_low)
-        high = _vector("action_high", self.action_high)
+        object.__setattr__(self, "horizon", check_positive_int("horizon", self.horizon))
+        dtype = _initial_dtype(self.initial)
+        low = _vector("action_low", self.action_low, dtype)
+        high = _vector("action_high", self.action_high, dtype)
         if low.shape != high.shape:
             raise ValueError(
                 f"`action_low` {tuple(low.shape)} and `action_high` {tuple(high.shape)} must match"
@@ -104,6 +124,27 @@ class ContinuousMDP:
     @property
     def action_dim(self) -> int:
         return self.action_low.shape[0]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The MDP's floating dtype: that of the action bounds (see ``action_low``)."""
+        return self.action_low.dtype
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether ``dynamics`` returns a Distribution over s' (a learned stochastic model)
+        rather than s' itself. A dynamics callable may declare it with a boolean
+        ``stochastic`` attribute (the learned models of :mod:`pgm_control.learning` do, so
+        that nothing runs on the wrong device); otherwise it is found by calling the dynamics
+        once, without gradients, on the zero state and the centre of the action box. Planners
+        read it once, when they are built."""
+        declared = getattr(self.dynamics, "stochastic", None)
+        if isinstance(declared, bool):
+            return declared
+        state = torch.zeros(self.state_dim, dtype=self.dtype, device=self.action_low.device)
+        action = (self.action_low + self.action_high) / 2
+        with torch.no_grad():
+            return isinstance(self.dynamics(state, action), Distribution)
 
     def replace(self, **changes) -> ContinuousMDP:
         """A copy with some fields changed, e.g. ``mdp.replace(horizon=30)``."""

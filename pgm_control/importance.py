@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import functools
 import math
-import numbers
 import warnings
 
 import numpy as np
@@ -42,8 +41,12 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 
+from pgm_control.models.continuous import continuous_control_model
+from pgm_control.models.control import control_model
+
 from .continuous import ContinuousMDP
-from .mdp import TabularMDP, _check_policy, _check_temperature
+from .mdp import TabularMDP, _check_policy
+from .validation import check_int, check_positive_int, check_temperature
 
 __all__ = ["ImportanceResult", "WeightDegeneracyWarning", "importance_posterior"]
 
@@ -107,14 +110,6 @@ def _short(t: torch.Tensor) -> str:
 
 
 # ------------------------------------------------------------------------- checks
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an int >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"`{name}` must be >= 1, got {value}")
-    return int(value)
-
-
 def _check_tabular_state(mdp: TabularMDP, state) -> int:
     if isinstance(state, torch.Tensor):
         if state.numel() != 1 or state.is_floating_point() or state.is_complex():
@@ -123,8 +118,7 @@ def _check_tabular_state(mdp: TabularMDP, state) -> int:
                 f"{tuple(state.shape)} and dtype {state.dtype}"
             )
         state = state.item()
-    if isinstance(state, bool) or not isinstance(state, numbers.Integral):
-        raise TypeError(f"`state` must be an integer state index, got {state!r}")
+    state = check_int("state", state)
     if not 0 <= state < mdp.num_states:
         raise ValueError(f"`state` must lie in [0, {mdp.num_states}), got {state}")
     return int(state)
@@ -254,8 +248,6 @@ def _policy_proposal(mdp: TabularMDP, log_q: torch.Tensor, num_samples: int):
 
 
 def _tabular_posterior(mdp, s_0, horizon, num_samples, alpha, proposal, warn):
-    from pgm_control.models.control import control_model  # models import the core
-
     onehot = torch.zeros(mdp.num_states, dtype=mdp.float_dtype, device=mdp.device)
     onehot[s_0] = 1.0
     sub = mdp.replace(initial=onehot, horizon=horizon)
@@ -299,10 +291,8 @@ def _continuous_posterior(mdp, s_0, num_samples, alpha, prior, proposal, warn, t
 
     ``traced=False`` (deterministic dynamics and a proposal only) evaluates the same model
     density in closed form, :func:`_log_joint_deterministic`, skipping Pyro's trace machinery
-    on a hot path; MPPI checks the two routes agree on its first plan.
+    on a hot path (MPPI; the tests, or ``MPPI(check=True)``, check the two routes agree).
     """
-    from pgm_control.models.continuous import continuous_control_model
-
     model = functools.partial(
         continuous_control_model, mdp, temperature=alpha, initial_state=s_0,
         num_particles=num_samples, action_prior=prior, vectorized=True,
@@ -385,11 +375,10 @@ def importance_posterior(
         :class:`ImportanceResult`. Warns with :class:`WeightDegeneracyWarning` when
         ESS < 1% of K.
     """
-    alpha = _check_temperature(temperature)
-    horizon = _check_positive_int("horizon", horizon)
-    num_samples = _check_positive_int("num_samples", num_samples)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"`seed` must be an int, got {seed!r}")
+    alpha = check_temperature(temperature)
+    horizon = check_positive_int("horizon", horizon)
+    num_samples = check_positive_int("num_samples", num_samples)
+    seed = check_int("seed", seed)
     stream = _RandomStream(seed)
     if isinstance(mdp, TabularMDP):
         if action_prior is not None:

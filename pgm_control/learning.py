@@ -23,10 +23,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import numbers
 import time
 import typing
 
+import gymnasium as gym
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -36,6 +36,8 @@ from tqdm.auto import tqdm
 
 from .continuous import ContinuousMDP
 from .mdp import TabularMDP
+from .rollout import rollout
+from .validation import check_int, check_positive_float, check_positive_int
 
 __all__ = [
     "Transitions",
@@ -80,8 +82,6 @@ class Transitions(typing.NamedTuple):
 
 
 def _as_tensor(values, space) -> torch.Tensor:
-    import gymnasium as gym
-
     if isinstance(space, gym.spaces.Discrete):
         return torch.as_tensor(np.asarray(values, dtype=np.int64))
     return torch.as_tensor(np.asarray(values, dtype=np.float64)).reshape(len(values), -1)
@@ -101,7 +101,8 @@ def collect_transitions(
     Args:
         env: a gymnasium env, or an id string for ``gymnasium.make``.
         policy: ``policy(observation) -> action``; None for uniformly random actions
-            (``env.action_space.sample()``, seeded).
+            (``env.action_space.sample()``, seeded). A NaN or infinite action (or
+            observation) is refused with a ValueError naming the policy and the step.
         steps: the number of transitions to record.
         seed: seeds the first ``env.reset``, the action space and the exploring starts.
         exploring_starts: start every episode in a state drawn uniformly from the Discrete
@@ -118,14 +119,12 @@ def collect_transitions(
     Returns:
         :class:`Transitions`.
     """
-    import gymnasium as gym
-
     if isinstance(env, str):
         env = gym.make(env)
     if not hasattr(env, "step") or not hasattr(env, "action_space"):
         raise TypeError(f"`env` must be a gymnasium env or an env id, got {type(env).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"`steps` must be an int >= 1, got {steps!r}")
+    steps = check_positive_int("steps", steps)
+    seed = check_int("seed", seed)
     if policy is not None and not callable(policy):
         raise TypeError("`policy` must be a callable observation -> action, or None for random")
     name = env.spec.id if env.spec else type(env).__name__
@@ -134,11 +133,17 @@ def collect_transitions(
             "`exploring_starts` needs a Discrete observation space (gymnasium's toy-text envs: "
             f"FrozenLake, CliffWalking, Taxi); {name} has {env.observation_space}"
         )
+    who = "uniform random" if policy is None else getattr(policy, "__qualname__", repr(policy))
+    # Discrete values are integers, never NaN: only Box actions / observations need the check
+    check_action = not isinstance(env.action_space, gym.spaces.Discrete)
+    check_obs = not isinstance(env.observation_space, gym.spaces.Discrete)
     rng = np.random.default_rng([int(seed), 2])  # independent of the env's and actions' streams
     ended = set()  # states seen to end an episode: never chosen as exploring starts
 
     def reset(**kwargs):
         obs, _ = env.reset(**kwargs)
+        if check_obs:
+            _check_finite(obs, "observation", "env.reset", len(rows["s"]), who)
         rows["reset"].append(obs)
         if exploring_starts:
             if not hasattr(env.unwrapped, "s"):
@@ -158,9 +163,17 @@ def collect_transitions(
     rows = {k: [] for k in ("s", "a", "r", "s2", "term", "start", "reset")}
     obs = reset(seed=int(seed))
     start = True
-    for _ in tqdm(range(steps), desc="collecting transitions", disable=not progress, leave=False):
+    for step in tqdm(
+        range(steps), desc="collecting transitions", disable=not progress, leave=False
+    ):
         action = env.action_space.sample() if policy is None else policy(obs)
+        if check_action:
+            _check_finite(action, "action", f"the policy {who!r}", step, who)
         next_obs, reward, terminated, truncated, _ = env.step(action)
+        if check_obs:
+            _check_finite(next_obs, "observation", "env.step", step, who)
+        if not math.isfinite(reward):
+            _check_finite(reward, "reward", "env.step", step, who)
         for key, value in zip(rows, (obs, action, reward, next_obs, terminated, start)):
             rows[key].append(value)
         if terminated and exploring_starts:
@@ -180,13 +193,27 @@ def collect_transitions(
     )
 
 
+def _check_finite(value, what: str, source: str, step: int, who: str) -> None:
+    """Refuse a NaN / infinite action, observation or reward before it is recorded."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return  # not numeric (e.g. a dict observation): nothing to check
+    if not np.isfinite(array).all():
+        hint = "check the policy" if what == "action" else "check the env"
+        raise ValueError(
+            f"collect_transitions: {source} gave a non-finite {what} {array.tolist()} at step "
+            f"{step} (policy: {who}); {hint} — a NaN would be recorded silently and poison the "
+            "fitted model"
+        )
+
+
 # ---------------------------------------------------------------------------- tabular
 def _check_tabular_data(transitions, num_states, num_actions):
     if not isinstance(transitions, Transitions):
         raise TypeError(f"`transitions` must be Transitions, got {type(transitions).__name__}")
-    for name, v in (("num_states", num_states), ("num_actions", num_actions)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"`{name}` must be an int >= 1, got {v!r}")
+    check_positive_int("num_states", num_states)
+    check_positive_int("num_actions", num_actions)
     s, a, s2 = transitions.states, transitions.actions, transitions.next_states
     if s.is_floating_point() or a.is_floating_point() or s.ndim != 1 or a.ndim != 1:
         raise ValueError("tabular models need integer state and action indices (Discrete spaces)")
@@ -202,17 +229,19 @@ def _check_tabular_data(transitions, num_states, num_actions):
 
 
 def tabular_dynamics_model(
-    states, actions, next_states, num_states, num_actions, *, concentration=1.0
-):
+    states, actions, next_states, num_states, num_actions, *, concentration=1.0,
+    dtype=torch.float64,
+):  # fmt: skip
     """The Pyro model whose posterior :func:`fit_tabular_model` computes in closed form::
 
         P[s, a, ·] ~ Dirichlet(c·1)            for every (s, a)
         s'ₙ ~ Categorical(P[sₙ, aₙ, ·])        for every transition n
 
-    By conjugacy p(P[s,a] | data) = Dirichlet(c + N[s,a,·]) with counts N.
+    By conjugacy p(P[s,a] | data) = Dirichlet(c + N[s,a,·]) with counts N. ``dtype`` is that
+    of P (float64 by default, as :func:`fit_tabular_model` computes it).
     """
     S, A = num_states, num_actions
-    conc = torch.full((S,), float(concentration), dtype=torch.get_default_dtype())
+    conc = torch.full((S,), float(concentration), dtype=dtype)
     with pyro.plate("s", S, dim=-2), pyro.plate("a", A, dim=-1):
         P = pyro.sample("P", dist.Dirichlet(conc))  # indexed as P[s, a, s']
     with pyro.plate("transitions", len(states)):
@@ -228,6 +257,7 @@ def fit_tabular_model(
     concentration: float = 1.0,
     estimate: str = "map",
     name: str = "learned",
+    dtype: torch.dtype = torch.float64,
 ) -> TabularMDP:
     """p̂ from Dirichlet–Categorical counts, r̂ from the rewards seen: a :class:`TabularMDP`.
 
@@ -247,13 +277,17 @@ def fit_tabular_model(
         horizon: T of the returned MDP.
         concentration: c > 0 of the symmetric Dirichlet prior.
         estimate: "map" (maximum likelihood for c = 1) or "mean".
+        name: the returned MDP's label.
+        dtype: of the returned MDP's tables. The counts and averages are formed in float64
+            whatever the dtype (torch's default dtype plays no part) and then cast.
     """
     _check_tabular_data(transitions, num_states, num_actions)
+    horizon = check_positive_int("horizon", horizon)
     if estimate not in ("mean", "map"):
         raise ValueError(f"`estimate` must be 'mean' or 'map', got {estimate!r}")
-    c = float(concentration)
-    if not (c > 0 and math.isfinite(c)):
-        raise ValueError(f"`concentration` must be > 0, got {concentration}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"`dtype` must be torch.float32 or torch.float64, got {dtype!r}")
+    c = check_positive_float("concentration", concentration)
     if estimate == "map" and c < 1:
         raise ValueError(
             "the Dirichlet MAP needs `concentration` >= 1 (below 1 the mode is a corner)"
@@ -269,15 +303,8 @@ def fit_tabular_model(
     counts.index_put_((s, a, s2), torch.ones(len(s), dtype=torch.float64), accumulate=True)
     reward_sum = torch.zeros(S, A, S, dtype=torch.float64)
     reward_sum.index_put_((s, a, s2), r.to(torch.float64), accumulate=True)
-    reward = torch.where(counts > 0, reward_sum / counts.clamp(min=1), torch.zeros(()))
-
-    def dirichlet_estimate(n):
-        prior = c if estimate == "mean" else c - 1
-        total = n.sum(-1, keepdim=True) + n.shape[-1] * prior
-        uniform = torch.full_like(n, 1.0 / n.shape[-1])
-        return torch.where(total > 0, (n + prior) / total.clamp(min=1e-300), uniform)
-
-    P = dirichlet_estimate(counts)
+    reward = torch.where(counts > 0, reward_sum / counts.clamp(min=1), torch.zeros_like(counts))
+    P = _dirichlet_estimate(counts, c if estimate == "mean" else c - 1)
     terminal = torch.zeros(S, dtype=torch.bool)
     terminal[s2[transitions.terminated]] = True
     P[terminal] = 0.0
@@ -285,9 +312,21 @@ def fit_tabular_model(
         P[t_state, :, t_state] = 1.0
     reward[terminal] = 0.0
     starts = torch.zeros(S, dtype=torch.float64)
-    starts.index_put_((transitions.initial_states,), torch.ones(()), accumulate=True)
-    initial = dirichlet_estimate(starts)
-    return TabularMDP(P, reward, initial, horizon, name=name, terminal=terminal)
+    starts.index_put_(
+        (transitions.initial_states,), torch.ones((), dtype=torch.float64), accumulate=True
+    )
+    initial = _dirichlet_estimate(starts, c if estimate == "mean" else c - 1)
+    return TabularMDP(
+        P.to(dtype), reward.to(dtype), initial.to(dtype), horizon, name=name, terminal=terminal
+    )
+
+
+def _dirichlet_estimate(n: torch.Tensor, prior: float) -> torch.Tensor:
+    """(n + prior) / Σ(n + prior) over the last dim, uniform where that total is 0."""
+    total = n.sum(-1, keepdim=True) + n.shape[-1] * prior
+    uniform = torch.full_like(n, 1.0 / n.shape[-1])
+    tiny = torch.finfo(n.dtype).tiny
+    return torch.where(total > 0, (n + prior) / total.clamp(min=tiny), uniform)
 
 
 def evaluate_tabular_policy(
@@ -295,12 +334,10 @@ def evaluate_tabular_policy(
 ) -> np.ndarray:
     """Each episode's return of a (T, S, A) or (S, A) policy in a Discrete gymnasium env.
 
-    A thin view of :func:`pgm_control.rollout.rollout` (episode i seeded ``seed + i``, so two
+    ``rollout(env, policy, episodes, seed).returns`` (episode i seeded ``seed + i``, so two
     policies evaluated with the same seed meet the same randomness wherever they agree).
     A time-varying policy's episode ends after its T steps (the problem it solves).
     """
-    from .rollout import rollout
-
     return rollout(env, policy, episodes, seed, after_horizon="stop").returns
 
 
@@ -311,33 +348,49 @@ class GaussianDynamics(PyroModule):
     An MLP on standardised inputs (s, a) predicts the standardised change of state and (if
     ``learn_reward``) the reward; σ is one learned scale per output. ``forward`` is the Pyro
     model of a batch of transitions; :meth:`predict` gives (mean, scale) in data units.
+
+    Its parameters belong to the module (``PyroParam`` / ``nn.Parameter``), never to Pyro's
+    global param store: run it under ``pyro.settings.context(module_local_params=True)``, as
+    :func:`fit_gaussian_dynamics` and :meth:`GaussianDynamicsFit.predict` do. It pickles (and
+    ``torch.save``-s) with its weights.
+
+    Args:
+        state_dim, action_dim: sizes of s and a.
+        hidden: widths of the MLP's hidden layers.
+        learn_reward: also predict r.
+        stats: (input mean, input std, output mean, output std) for the standardisation, or
+            None for (0, 1).
+        dtype: of the weights and statistics. The weights are drawn in float64 and then cast,
+            so a float32 model starts from the float64 one's weights, rounded.
     """
 
-    def __init__(self, state_dim, action_dim, *, hidden=(128, 128), learn_reward=True, stats=None):
+    def __init__(
+        self, state_dim, action_dim, *, hidden=(128, 128), learn_reward=True, stats=None,
+        dtype=torch.float64,
+    ):  # fmt: skip
         super().__init__()
-        self.state_dim, self.action_dim, self.learn_reward = state_dim, action_dim, learn_reward
+        self.state_dim = check_positive_int("state_dim", state_dim)
+        self.action_dim = check_positive_int("action_dim", action_dim)
+        self.learn_reward = learn_reward
         out_dim = state_dim + int(learn_reward)
         layers, width = [], state_dim + action_dim
         for h in hidden:
-            layers += [torch.nn.Linear(width, h), torch.nn.SiLU()]
+            layers += [torch.nn.Linear(width, h, dtype=torch.float64), torch.nn.SiLU()]
             width = h
-        layers.append(torch.nn.Linear(width, out_dim))
-        self.net = torch.nn.Sequential(*layers)
-        self.log_scale = PyroParam(torch.zeros(out_dim))
-        zeros, ones = torch.zeros, torch.ones
+        layers.append(torch.nn.Linear(width, out_dim, dtype=torch.float64))
+        self.net = torch.nn.Sequential(*layers).to(dtype)
+        self.log_scale = PyroParam(torch.zeros(out_dim, dtype=dtype))
+        in_dim = state_dim + action_dim
         in_mean, in_std, out_mean, out_std = stats or (
-            zeros(width),
-            ones(width),
-            zeros(out_dim),
-            ones(out_dim),
-        )
+            torch.zeros(in_dim), torch.ones(in_dim), torch.zeros(out_dim), torch.ones(out_dim)
+        )  # fmt: skip
         for key, value in (
             ("in_mean", in_mean),
             ("in_std", in_std),
             ("out_mean", out_mean),
             ("out_std", out_std),
         ):
-            self.register_buffer(key, torch.as_tensor(value, dtype=torch.get_default_dtype()))
+            self.register_buffer(key, torch.as_tensor(value).to(dtype))
 
     def predict(self, states, actions):
         """Mean (..., out_dim) and scale (out_dim,) of [s' − s, r] in data units."""
@@ -377,8 +430,8 @@ class GaussianDynamicsFit:
     transitions: Transitions
 
     def predict(self, states, actions):
-        with torch.no_grad(), pyro.settings.context(module_local_params=True):
-            return self.model.predict(states, actions)
+        """Mean (..., out_dim) and scale (out_dim,) of [s' − s, r] in data units."""
+        return _predict(self.model, states, actions)
 
     def to_mdp(
         self,
@@ -405,29 +458,50 @@ class GaussianDynamicsFit:
         data = self.transitions
         low = data.actions.min(0).values if action_low is None else action_low
         high = data.actions.max(0).values if action_high is None else action_high
-        d = self.model.state_dim
         if reward is None and not self.model.learn_reward:
             raise ValueError("this model did not learn the reward: pass `reward=`")
-
-        def dynamics(s, a):
-            mean, scale = self.predict(s, a)
-            loc = s + mean[..., :d]
-            return dist.Normal(loc, scale[:d]).to_event(1) if stochastic else loc
-
-        def learned_reward(s, a):
-            return self.predict(s, a)[0][..., d]
-
+        if not isinstance(stochastic, bool):
+            raise TypeError(f"`stochastic` must be True or False, got {stochastic!r}")
         starts = data.initial_states
         initial = dist.Empirical(starts, torch.zeros(len(starts), dtype=starts.dtype))
         return ContinuousMDP(
-            dynamics,
-            learned_reward if reward is None else reward,
+            _LearnedDynamics(self.model, stochastic),
+            _LearnedReward(self.model) if reward is None else reward,
             initial,
-            horizon,
+            check_positive_int("horizon", horizon),
             low,
             high,
             name=name,
         )
+
+
+def _predict(model: GaussianDynamics, states, actions):
+    with torch.no_grad(), pyro.settings.context(module_local_params=True):
+        return model.predict(states, actions)
+
+
+class _LearnedDynamics:
+    """s' = s + μ̂(s, a)[:d], or N(s + μ̂, σ̂²) when ``stochastic``: a learned model's dynamics
+    as a picklable callable (it holds the model, not a closure)."""
+
+    def __init__(self, model: GaussianDynamics, stochastic: bool):
+        self.model, self.stochastic = model, stochastic
+
+    def __call__(self, s, a):
+        mean, scale = _predict(self.model, s, a)
+        d = self.model.state_dim
+        loc = s + mean[..., :d]
+        return dist.Normal(loc, scale[:d]).to_event(1) if self.stochastic else loc
+
+
+class _LearnedReward:
+    """r̂(s, a): the learned mean reward, the last output of the model."""
+
+    def __init__(self, model: GaussianDynamics):
+        self.model = model
+
+    def __call__(self, s, a):
+        return _predict(self.model, s, a)[0][..., self.model.state_dim]
 
 
 def fit_gaussian_dynamics(
@@ -457,7 +531,8 @@ def fit_gaussian_dynamics(
         learn_reward: also model r (otherwise give ``reward=`` to ``to_mdp``).
         steps, batch_size, lr: Adam on minibatches, with the learning rate decayed 10× by the end.
         seed: seeds initialisation and minibatches (the global RNG is restored afterwards).
-        dtype: of the network (torch's default if None); float32 plans ~2× faster on CPU.
+        dtype: of the network; None: the dtype of ``transitions.states`` (float64 from
+            :func:`collect_transitions`). float32 plans ~2× faster on CPU.
         num_threads: torch threads during the fit, restored afterwards (None: leave as is).
             Minibatches of a small MLP train fastest on one thread; on a loaded machine,
             several threads can be 5× slower.
@@ -467,10 +542,12 @@ def fit_gaussian_dynamics(
     s, a = transitions.states, transitions.actions
     if not (s.is_floating_point() and a.is_floating_point() and s.ndim == 2 and a.ndim == 2):
         raise ValueError("`transitions` must hold (N, d) float states and actions (Box spaces)")
-    for name, v in (("steps", steps), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"`{name}` must be an int >= 1, got {v!r}")
-    dtype = torch.get_default_dtype() if dtype is None else dtype
+    steps = check_positive_int("steps", steps)
+    batch_size = check_positive_int("batch_size", batch_size)
+    seed = check_int("seed", seed)
+    dtype = s.dtype if dtype is None else dtype
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"`dtype` must be torch.float32, torch.float64 or None, got {dtype!r}")
     s, a = s.to(dtype), a.to(dtype)
     targets = transitions.next_states.to(dtype) - s
     if learn_reward:
@@ -486,8 +563,9 @@ def fit_gaussian_dynamics(
     ):
         torch.manual_seed(int(seed))
         model = GaussianDynamics(
-            s.shape[1], a.shape[1], hidden=tuple(hidden), learn_reward=learn_reward, stats=stats
-        ).to(dtype)
+            s.shape[1], a.shape[1], hidden=tuple(hidden), learn_reward=learn_reward, stats=stats,
+            dtype=dtype,
+        )  # fmt: skip
         loss_fn = pyro.infer.Trace_ELBO()(model, _EmptyGuide())
         optim = torch.optim.Adam(loss_fn.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=0.1 ** (1 / steps))

@@ -27,19 +27,19 @@ algorithm and return (``benchmarks/mppi_pendulum.py --sweep``).
 
 Speed notes (measured on CPU at K = 1024, H = 30): the rollout's per-step torch calls dominate,
 so the model computes all rewards in one call after the rollout; the controller runs under
-``torch.inference_mode``. Small tensors run faster with ``torch.set_num_threads(1)`` — a global
-setting, so the controller leaves it to the caller (the benchmark measures and chooses).
+``torch.inference_mode``. With deterministic dynamics (``mdp.stochastic`` is False, read once
+when the controller is built) the weights are the model's density in closed form, skipping
+Pyro's trace machinery; ``check=True`` compares that route with the Pyro trace of the model on
+the first plan (the tests compare the two routes). Small tensors run faster with
+``torch.set_num_threads(1)`` — a global setting, so the controller leaves it to the caller (the
+benchmark measures and chooses).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import numbers
-import time
-import typing
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -50,11 +50,11 @@ from .importance import (
     _DEGENERATE_FRACTION,
     ImportanceResult,
     _check_continuous_state,
-    _check_positive_int,
     _continuous_posterior,
     _RandomStream,
 )
-from .mdp import _check_temperature
+from .rollout import Episode, run_episode  # re-exported: MPPI's episodes run in rollout's loop
+from .validation import check_int, check_positive_int, check_probability, check_temperature
 
 __all__ = ["MPPI", "DiagonalNormal", "AutoregressiveNormal", "Episode", "run_episode"]
 
@@ -228,6 +228,9 @@ class MPPI:
         iterations: importance-sampling rounds per control step, each refitting the proposal.
         seed: seeds the controller's private random stream (the global RNG is untouched).
         noise_correlation: ρ in [0, 1) of the proposal's AR(1) noise in time (0: white noise).
+        check: on the first plan, also weigh the particles through the Pyro trace of the model
+            and check the closed-form weights against it (deterministic dynamics only; the
+            traced result is the one used, as the later plans' closed form reproduces it).
 
     ``act(state)`` returns the first action of the posterior-mean plan (clipped to the action
     box) and keeps the rest, shifted by one step, as the next proposal mean. ``result`` holds
@@ -245,31 +248,42 @@ class MPPI:
         iterations: int = 1,
         seed: int = 0,
         noise_correlation: float = 0.0,
+        check: bool = False,
     ):
         mdp = _check_continuous(mdp)
-        self.horizon = _check_positive_int("horizon", horizon)
-        self.num_samples = _check_positive_int("num_samples", num_samples)
-        self.temperature = _check_temperature(temperature)
-        self.iterations = _check_positive_int("iterations", iterations)
+        self.horizon = check_positive_int("horizon", horizon)
+        self.num_samples = check_positive_int("num_samples", num_samples)
+        self.temperature = check_temperature(temperature)
+        self.iterations = check_positive_int("iterations", iterations)
         self.noise_scale = _check_scale("noise_scale", noise_scale, mdp.action_dim)
-        if not (isinstance(noise_correlation, numbers.Real) and 0 <= noise_correlation < 1):
-            raise ValueError(f"`noise_correlation` must be in [0, 1), got {noise_correlation!r}")
-        self.noise_correlation = float(noise_correlation)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"`seed` must be an int, got {seed!r}")
+        self.noise_correlation = check_probability(
+            "noise_correlation", noise_correlation, open_high=True
+        )
+        if not isinstance(check, bool):
+            raise TypeError(f"`check` must be True or False, got {check!r}")
         self.mdp = mdp if mdp.horizon == self.horizon else mdp.replace(horizon=self.horizon)
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed)
+        # the closed-form weights need s' = f(s, a); a learned model that returns a
+        # Distribution over s' is sampled inside the Pyro trace instead
+        self._closed_form = not self.mdp.stochastic
         self._stream = _RandomStream(self.seed)
         self._cache = None  # (dtype, device) -> σ, box, prior, moved once
+        self.check = check
         self.reset()
+
+    @property
+    def closed_form(self) -> bool:
+        """Whether the weights are evaluated in closed form (deterministic dynamics) rather
+        than through the Pyro trace of the model."""
+        return self._closed_form
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the plan (the next proposal mean is 0) and the ESS history; optionally reseed."""
         if seed is not None:
-            self.seed = int(seed)
+            self.seed = check_int("seed", seed)
             self._stream = _RandomStream(self.seed)
         self._plan = None
-        self._closed_form = None  # decided (and checked against the trace) on the first plan
+        self._checked = not self.check  # the closed-form route is checked on the next plan
         self.result: ImportanceResult | None = None
         self.ess_history: list[float] = []
         self._warned = False
@@ -297,8 +311,9 @@ class MPPI:
         """The action for ``state`` ((state_dim,); its dtype and device set the plan's)."""
         s_0 = _check_continuous_state(self.mdp, state)
         sigma, low, high, prior = self._constants(s_0.dtype, s_0.device)
-        # Pyro's validation checks the model and proposal on the first plan of each (dtype,
-        # device); afterwards only their values change, and the checks cost ~10% of a plan
+        # on the traced route (stochastic dynamics, or check=True) Pyro's validation checks the
+        # model and proposal on the first plan of each (dtype, device); afterwards only their
+        # values change, and the checks cost ~10% of a plan
         validate = pyro.infer.util.is_validation_enabled() and not self._validated
         with (
             torch.inference_mode(),
@@ -323,125 +338,37 @@ class MPPI:
         return mean[0].clone()
 
     def _importance(self, s_0, prior, proposal, warn):
-        """One IS round. With deterministic dynamics the weights are the model's density in
-        closed form; on the first plan they are checked against the Pyro trace of the model."""
+        """One IS round: closed-form weights for deterministic dynamics, else the Pyro trace."""
         args = (self.mdp, s_0, self.num_samples, self.temperature, prior, proposal, warn)
-        if self._closed_form is None:  # first plan: both routes on the same random draws
-            cuda = s_0.device.type == "cuda"
-            cpu_state = torch.get_rng_state()
-            cuda_state = torch.cuda.get_rng_state(s_0.device) if cuda else None
-            traced = _continuous_posterior(*args, traced=True)
-            try:
-                torch.set_rng_state(cpu_state)
-                if cuda:
-                    torch.cuda.set_rng_state(cuda_state, s_0.device)
-                fast = _continuous_posterior(*args[:-1], 0, traced=False)
-            except TypeError:  # stochastic (learned) dynamics: keep the traced route
-                self._closed_form = False
-                return traced
-            torch.testing.assert_close(fast.log_weights, traced.log_weights)
-            self._closed_form = True
-            return traced
+        if self._closed_form and not self._checked:
+            self._checked = True
+            return self._checked_plan(args)
         return _continuous_posterior(*args, traced=not self._closed_form)
+
+    def _checked_plan(self, args):
+        """Both routes on the same random draws; the closed form must reproduce the trace."""
+        s_0 = args[1]
+        cuda = s_0.device.type == "cuda"
+        cpu_state = torch.get_rng_state()
+        cuda_state = torch.cuda.get_rng_state(s_0.device) if cuda else None
+        traced = _continuous_posterior(*args, traced=True)
+        torch.set_rng_state(cpu_state)
+        if cuda:
+            torch.cuda.set_rng_state(cuda_state, s_0.device)
+        fast = _continuous_posterior(*args[:-1], 0, traced=False)
+        try:
+            torch.testing.assert_close(fast.log_weights, traced.log_weights)
+        except AssertionError as exc:
+            raise ValueError(
+                "MPPI's closed-form weights disagree with the Pyro trace of the model: are "
+                "`dynamics` and `reward` deterministic functions of (s, a)?\n" + str(exc)
+            ) from None
+        return traced
 
     def __repr__(self) -> str:
         return (
             f"MPPI(mdp={self.mdp.name!r}, H={self.horizon}, K={self.num_samples}, "
             f"lambda={self.temperature:g}, sigma={self.noise_scale.tolist()}, "
-            f"iterations={self.iterations}, rho={self.noise_correlation:g})"
+            f"iterations={self.iterations}, rho={self.noise_correlation:g}, "
+            f"closed_form={self._closed_form})"
         )
-
-
-class Episode(typing.NamedTuple):
-    """One episode in a gymnasium env (numpy arrays; N = steps taken).
-
-    Attributes:
-        total_return: Σ of the env's rewards.
-        rewards: (N,).
-        states: (N+1, d) what the controller was given (model states or observations).
-        actions: (N, action_dim) the actions sent to the env.
-        seconds: (N,) wall-clock seconds of each controller call.
-        terminated: whether the env signalled termination (e.g. MountainCar's goal).
-        frames: rendered RGB frames (every ``frame_every`` steps), if asked for.
-    """
-
-    total_return: float
-    rewards: np.ndarray
-    states: np.ndarray
-    actions: np.ndarray
-    seconds: np.ndarray
-    terminated: bool
-    frames: list
-
-    @property
-    def ms_per_step(self) -> float:
-        return 1e3 * float(np.mean(self.seconds)) if len(self.seconds) else float("nan")
-
-
-def run_episode(
-    env,
-    act: typing.Callable,
-    *,
-    steps: int,
-    seed: int,
-    mdp: ContinuousMDP | None = None,
-    initial_state=None,
-    observations: bool = False,
-    dtype: torch.dtype = torch.float64,
-    frame_every: int = 0,
-) -> Episode:
-    """Run ``act`` (state tensor → action) in a real gymnasium ``env`` for up to ``steps`` steps.
-
-    Args:
-        env: a gymnasium env (``render_mode="rgb_array"`` for frames).
-        act: e.g. ``MPPI(...).act``; timed per call.
-        steps: the most steps to take (the env may stop earlier).
-        seed: passed to ``env.reset``.
-        mdp: a torch twin with ``state_from_env`` (e.g. :func:`pgm_control.envs.pendulum`): the
-            controller is given the env's true state (θ, θ̇) read off ``env.unwrapped``.
-        initial_state: start from this model state instead of the reset distribution (needs
-            ``mdp.env_state``), e.g. the pendulum hanging at rest ``[π, 0]``.
-        observations: give the controller the env's observations even when ``mdp`` is given
-            (for a model learned on observations); always so without ``mdp``.
-        dtype: dtype of the state tensors given to ``act``.
-        frame_every: keep ``env.render()`` every this many steps (0: none).
-    """
-    steps = _check_positive_int("steps", steps)
-    obs, _ = env.reset(seed=int(seed))
-    if initial_state is not None:
-        if mdp is None or mdp.env_state is None or mdp.observe is None:
-            raise ValueError("`initial_state` needs an `mdp` with `env_state` and `observe`")
-        start = torch.as_tensor(np.asarray(initial_state), dtype=torch.float64)
-        env.unwrapped.state = mdp.env_state(start)
-        obs = np.asarray(mdp.observe(start), dtype=np.float32)
-
-    def read(obs):
-        if not observations and mdp is not None and mdp.state_from_env is not None:
-            return mdp.state_from_env(env.unwrapped).to(dtype)
-        return torch.as_tensor(np.asarray(obs), dtype=dtype)
-
-    frames = []
-    if frame_every:
-        frames.append(env.render())
-    x = read(obs)
-    states, actions, rewards, seconds = [x.numpy()], [], [], []
-    terminated = False
-    for t in range(steps):
-        start = time.perf_counter()
-        a = act(x)
-        seconds.append(time.perf_counter() - start)
-        a = np.asarray(torch.as_tensor(a).detach().cpu(), dtype=np.float32)
-        obs, r, terminated, truncated, _ = env.step(a.reshape(env.action_space.shape))
-        x = read(obs)
-        states.append(x.numpy())
-        actions.append(a.reshape(-1))
-        rewards.append(float(r))
-        if frame_every and (t + 1) % frame_every == 0:
-            frames.append(env.render())
-        if terminated or truncated:
-            break
-    rewards = np.asarray(rewards)
-    return Episode(
-        float(rewards.sum()), rewards, np.stack(states), np.stack(actions), np.asarray(seconds),
-        bool(terminated), frames,
-    )  # fmt: skip

@@ -118,9 +118,13 @@ def test_continuous_mdp_accepts_a_valid_definition():
     assert mdp.replace(horizon=7).horizon == 7
 
 
-@pytest.mark.parametrize("horizon", [0, -3, 2.5, True, "10"])
-def test_continuous_mdp_rejects_bad_horizon(horizon):
-    with pytest.raises(ValueError, match="horizon"):
+@pytest.mark.parametrize(
+    "horizon, error",
+    [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError), ("10", TypeError)],
+)
+def test_continuous_mdp_rejects_bad_horizon(horizon, error):
+    # the shared check: TypeError for a value that is no int, ValueError for one below 1
+    with pytest.raises(error, match="horizon"):
         _mdp(horizon=horizon)
 
 
@@ -154,3 +158,31 @@ def test_continuous_mdp_rejects_non_callable_dynamics():
         _mdp(dynamics=torch.zeros(2))
     with pytest.raises(TypeError, match="reward"):
         _mdp(reward=None)
+
+
+def test_stochastic_is_declared_or_found_by_one_call():
+    """A dynamics with a boolean ``stochastic`` attribute is believed without being called
+    (a model on another device); otherwise one call on the zero state decides."""
+
+    class Declared:
+        def __init__(self, stochastic):
+            self.stochastic = stochastic
+
+        def __call__(self, s, a):
+            raise AssertionError("a declared dynamics is not called")
+
+    assert _mdp(dynamics=Declared(True)).stochastic is True
+    assert _mdp(dynamics=Declared(False)).stochastic is False
+    assert _mdp().stochastic is False
+    noisy = _mdp(dynamics=lambda s, a: Normal(s + a, 0.1).to_event(1))
+    assert noisy.stochastic is True
+    assert not envs.pendulum().stochastic and not envs.mountain_car_continuous().stochastic
+
+
+def test_dtype_follows_the_initial_distribution_or_the_bounds():
+    assert envs.pendulum().dtype == torch.float64
+    mdp = envs.pendulum(dtype=torch.float32)
+    assert mdp.dtype == mdp.action_low.dtype == mdp.action_high.dtype == torch.float32
+    assert mdp.action_high.item() == 2.0  # exactly representable: the same box
+    bounds = torch.tensor([-1.0, 0.0], dtype=torch.float32), torch.tensor([2.0, 0.5])
+    assert _mdp(action_low=bounds[0], action_high=bounds[1].float()).dtype == torch.float32

@@ -84,12 +84,12 @@ def test_deterministic_dynamics_prior_proposal_weights_are_softmax_of_returns(ra
     torch.testing.assert_close(r.weights, torch.softmax(returns / alpha, 0), rtol=0, atol=1e-14)
 
 
-def _integrator(q=0.5, sigma=1.0, s_0=1.0, horizon=3):
+def _integrator(q=0.5, sigma=1.0, s_0=1.0, horizon=3, dtype=torch.float64):
     """s' = s + a, r = −½·q·s², prior a ~ N(0, σ²): a Gaussian posterior over a₀:H₋₁."""
     mdp = ContinuousMDP(
         lambda s, a: s + a,
         lambda s, a: -0.5 * q * s[..., 0] ** 2,
-        dist.Normal(torch.zeros(1), 1.0).to_event(1),
+        dist.Normal(torch.zeros(1, dtype=dtype), 1.0).to_event(1),
         horizon, -10.0, 10.0, name="integrator",
     )  # fmt: skip
     # s = s₀·1 + L·a with L strictly lower-triangular ones (sₜ = s₀ + Σ_{j<t} aⱼ)
@@ -101,18 +101,22 @@ def _integrator(q=0.5, sigma=1.0, s_0=1.0, horizon=3):
     return mdp, mean, cov
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("use_proposal", [False, True])
-def test_continuous_linear_gaussian_posterior_mean(use_proposal):
-    mdp, mean, cov = _integrator()
-    prior = dist.Normal(torch.zeros(1, dtype=torch.float64), 1.0).to_event(1)
+def test_continuous_linear_gaussian_posterior_mean(use_proposal, dtype):
+    """The closed-form posterior mean (computed in float64) is recovered in either dtype."""
+    mdp, mean, cov = _integrator(dtype=dtype)
+    assert mdp.dtype == dtype
+    prior = dist.Normal(torch.zeros(1, dtype=dtype), 1.0).to_event(1)
     proposal = None
     if use_proposal:  # a shifted, wider Gaussian: the log q term must be subtracted right
-        proposal = dist.Normal(mean[:, None] + 0.3, 1.3).to_event(2)
+        proposal = dist.Normal(mean[:, None].to(dtype) + 0.3, 1.3).to_event(2)
     r = importance_posterior(
-        mdp, torch.tensor([1.0]), horizon=3, num_samples=40_000, temperature=ALPHA,
-        proposal=proposal, seed=0, action_prior=prior,
+        mdp, torch.tensor([1.0], dtype=dtype), horizon=3, num_samples=40_000,
+        temperature=ALPHA, proposal=proposal, seed=0, action_prior=prior,
     )  # fmt: skip
     assert r.plan.shape == (3, 1) and r.first_action.shape == (1,)
+    assert r.plan.dtype == r.log_weights.dtype == dtype and torch.isfinite(r.log_weights).all()
     sd = cov.diagonal().sqrt()
     assert ((r.plan[:, 0] - mean).abs() < 4 * sd / math.sqrt(r.ess)).all(), (r.plan, mean)
 
@@ -205,3 +209,31 @@ def test_bad_inputs_raise_clear_errors(small_mdp):
         importance_posterior(small_mdp, 0, proposal=zero, **ok)
     with pytest.raises(TypeError, match="mdp"):
         importance_posterior("FrozenLake-v1", 0, **ok)
+
+
+def test_float32_pendulum_weights_match_float64_arithmetic():
+    """A float32 twin and state: with the prior as proposal log wₖ = Σₜ r/α, and each
+    particle's weight equals the float64 twin stepped by hand with the same actions, to
+    float32 precision."""
+    mdp = pendulum(10, dtype=torch.float32)
+    s_0 = torch.tensor([3.0, 0.2], dtype=torch.float32)
+    r = importance_posterior(mdp, s_0, horizon=10, num_samples=256, temperature=5.0, seed=0)
+    assert r.log_weights.dtype == r.plan.dtype == torch.float32
+    twin = pendulum(10)
+    s, returns = s_0.double().expand(256, 2), torch.zeros(256, dtype=torch.float64)
+    for a in r.actions.double().unbind(-2):
+        returns += twin.reward(s, a)
+        s = twin.dynamics(s, a)
+    eps = torch.finfo(torch.float32).eps
+    tol = 100 * eps * returns.abs().max()  # 10 steps, ~10 rounded ops each
+    assert (r.returns.double() - returns).abs().max() < tol
+    assert (r.log_weights.double() - returns / 5.0).abs().max() < tol / 5.0
+
+
+def test_float32_tabular_estimate_matches_the_exact_posterior(small_mdp):
+    mdp32 = small_mdp.replace(dtype=torch.float32)
+    assert mdp32.transition.dtype == torch.float32
+    exact_plan = state_action_marginals(_from(small_mdp, 1, H), temperature=ALPHA).sum(1)
+    r = importance_posterior(mdp32, 1, horizon=H, num_samples=20_000, temperature=ALPHA, seed=0)
+    assert r.plan.dtype == r.log_weights.dtype == torch.float32
+    assert (r.plan.double() - exact_plan).abs().max() < 2.0 / math.sqrt(r.ess)

@@ -2,6 +2,7 @@
 Dirichlet–Categorical model (AutoDelta), held-out transitions of the real Pendulum."""
 
 import gymnasium as gym
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -216,3 +217,79 @@ def test_bad_inputs_raise_clear_errors(lake, pendulum_fit):
         fit_gaussian_dynamics(fit.transitions, steps=0)
     with pytest.raises(ValueError, match="policy"):
         evaluate_tabular_policy(lake[0], torch.ones(4), episodes=1)
+
+
+def test_collect_transitions_refuses_non_finite_actions_naming_the_policy():
+    env = gym.make("Pendulum-v1")
+
+    def sometimes_nan(obs):
+        return np.array([np.nan if obs[2] > 0.5 else 0.0], dtype=np.float32)
+
+    with pytest.raises(ValueError, match="sometimes_nan.*non-finite action"):
+        collect_transitions(env, sometimes_nan, steps=200, seed=0, progress=False)
+    with pytest.raises(ValueError, match="non-finite action"):
+        collect_transitions(env, lambda obs: np.array([np.inf]), steps=5, progress=False)
+    data = collect_transitions(env, lambda obs: np.zeros(1), steps=5, progress=False)
+    assert torch.isfinite(data.actions).all()
+
+    class Exploding(gym.Env):  # a Box env whose observation overflows at the third step
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (1,))
+        action_space = gym.spaces.Box(-1.0, 1.0, (1,))
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t = 0
+            return np.zeros(1, dtype=np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            obs = np.full(1, np.inf if self.t == 3 else 0.0, dtype=np.float32)
+            return obs, 0.0, False, False, {}
+
+    with pytest.raises(ValueError, match="env.step.*non-finite observation.*step 2"):
+        collect_transitions(Exploding(), None, steps=10, progress=False)
+
+
+@pytest.mark.parametrize("default", [torch.float32, torch.float64])
+def test_fit_tabular_model_does_not_depend_on_the_default_dtype(lake, default):
+    """The counts are formed in float64 whatever torch's default dtype; ``dtype=`` casts the
+    result. Independent route: the counts by a numpy histogram."""
+    _, data = lake
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(default)
+    try:
+        learned = fit_tabular_model(data, 16, 4, 20)
+        learned32 = fit_tabular_model(data, 16, 4, 20, dtype=torch.float32)
+    finally:
+        torch.set_default_dtype(before)
+    assert learned.transition.dtype == torch.float64
+    assert learned32.transition.dtype == learned32.reward.dtype == torch.float32
+    counts = np.zeros((16, 4, 16))
+    np.add.at(counts, (data.states.numpy(), data.actions.numpy(), data.next_states.numpy()), 1)
+    seen = counts.sum(-1) > 0
+    live = ~learned.terminal.numpy()[:, None] & seen
+    mle = counts / np.maximum(counts.sum(-1, keepdims=True), 1)
+    np.testing.assert_allclose(learned.transition.numpy()[live], mle[live], rtol=1e-15)
+    torch.testing.assert_close(learned32.transition, learned.transition.float(), rtol=0, atol=0)
+    torch.testing.assert_close(learned32.initial, learned.initial.float(), rtol=0, atol=0)
+
+
+def test_gaussian_dynamics_owns_its_parameters(pendulum_fit):
+    """Module-local parameters: a global param of the same name is neither read nor written,
+    and a float32 fit follows its dtype with no global default involved."""
+    _, fit = pendulum_fit
+    pyro.param("log_scale", torch.full((4,), 5.0, dtype=torch.float64))
+    s, a = fit.transitions.states[:5], fit.transitions.actions[:5]
+    mean, scale = fit.predict(s, a)
+    torch.testing.assert_close(scale, fit.model.log_scale.detach().exp() * fit.model.out_std)
+    small = fit_gaussian_dynamics(fit.transitions, hidden=(4,), steps=3, progress=False)
+    assert torch.equal(pyro.param("log_scale"), torch.full((4,), 5.0, dtype=torch.float64))
+    assert small.model.log_scale.dtype == torch.float64  # the data's dtype by default
+    f32 = fit_gaussian_dynamics(
+        fit.transitions, hidden=(4,), steps=3, dtype=torch.float32, progress=False
+    )
+    assert all(p.dtype == torch.float32 for p in f32.model.parameters())
+    mdp = f32.to_mdp(5, action_low=-2.0, action_high=2.0)
+    ctrl = MPPI(mdp, horizon=5, num_samples=16, temperature=1.0, noise_scale=1.0, seed=0)
+    a_0 = ctrl.act(torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float32))
+    assert a_0.dtype == torch.float32 and torch.isfinite(a_0).all() and ctrl.closed_form

@@ -8,9 +8,14 @@ import pyro.distributions as dist
 import pytest
 import torch
 
+import pgm_control.importance
 from pgm_control.continuous import ContinuousMDP
 from pgm_control.envs import angle_normalize, pendulum
-from pgm_control.importance import WeightDegeneracyWarning, importance_posterior
+from pgm_control.importance import (
+    WeightDegeneracyWarning,
+    _continuous_posterior,
+    importance_posterior,
+)
 from pgm_control.mppi import MPPI, AutoregressiveNormal, DiagonalNormal, Episode, run_episode
 
 pytestmark = pytest.mark.filterwarnings("ignore::pgm_control.importance.WeightDegeneracyWarning")
@@ -248,33 +253,128 @@ def test_bad_inputs_raise_clear_errors():
         ctrl.act(torch.tensor([float("inf"), 0.0]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("terminal", [False, True])
 @pytest.mark.parametrize("correlation", [0.0, 0.9])
-def test_closed_form_weights_equal_the_pyro_trace(correlation, terminal):
-    """MPPI's hot path evaluates the model density in closed form; it must equal the trace."""
-    from pgm_control.importance import _continuous_posterior
-
-    mdp = pendulum(12, terminal_reward=terminal)
-    s_0 = torch.tensor([3.0, -0.5])
-    sigma = torch.tensor([0.7])
-    prior = DiagonalNormal(torch.zeros(1), sigma)
-    proposal = AutoregressiveNormal(0.3 * torch.ones(12, 1), sigma, correlation)
+def test_closed_form_weights_equal_the_pyro_trace(correlation, terminal, dtype):
+    """MPPI's hot path evaluates the model density in closed form; it must equal the trace
+    (the check the controller used to run on its first plan, now here)."""
+    mdp = pendulum(12, terminal_reward=terminal, dtype=dtype)
+    s_0 = torch.tensor([3.0, -0.5], dtype=dtype)
+    sigma = torch.tensor([0.7], dtype=dtype)
+    prior = DiagonalNormal(torch.zeros(1, dtype=dtype), sigma)
+    proposal = AutoregressiveNormal(0.3 * torch.ones(12, 1, dtype=dtype), sigma, correlation)
     runs = []
     for traced in (True, False):
         torch.manual_seed(5)
         runs.append(_continuous_posterior(mdp, s_0, 256, 0.4, prior, proposal, 0, traced=traced))
     traced, fast = runs
-    torch.testing.assert_close(fast.log_weights, traced.log_weights, rtol=1e-12, atol=1e-10)
-    torch.testing.assert_close(fast.plan, traced.plan)
-    torch.testing.assert_close(fast.returns, traced.returns)
+    assert fast.log_weights.dtype == traced.log_weights.dtype == dtype
+    # the same operations in the same order: equal to the last bit, in either dtype
+    assert torch.equal(fast.log_weights, traced.log_weights)
+    assert torch.equal(fast.plan, traced.plan)
+    assert torch.equal(fast.returns, traced.returns)
 
 
-def test_learned_stochastic_dynamics_keep_the_traced_route():
+def test_route_is_decided_once_from_the_dynamics():
+    """Stochastic (learned) dynamics keep the traced route, deterministic ones the closed form;
+    the controller decides it when it is built, from ``mdp.stochastic``."""
     base = pendulum(5)
     noisy = base.replace(dynamics=lambda s, a: dist.Normal(base.dynamics(s, a), 0.01).to_event(1))
+    assert noisy.stochastic and not base.stochastic
     ctl = MPPI(noisy, horizon=5, num_samples=32, temperature=1.0, noise_scale=1.0, seed=0)
-    ctl.act(torch.tensor([3.0, 0.0]))
-    assert ctl._closed_form is False
+    assert ctl.closed_form is False
+    assert ctl.act(torch.tensor([3.0, 0.0])).shape == (1,)
     ctl2 = MPPI(base, horizon=5, num_samples=32, temperature=1.0, noise_scale=1.0, seed=0)
-    ctl2.act(torch.tensor([3.0, 0.0]))
-    assert ctl2._closed_form is True
+    assert ctl2.closed_form is True and "closed_form=True" in repr(ctl2)
+
+
+def test_the_hot_path_never_traces_deterministic_dynamics(monkeypatch):
+    """No self-check on the first plan any more: with deterministic dynamics every plan,
+    the first included, is weighed in closed form (Pyro's trace is never run)."""
+
+    def no_trace(*args, **kwargs):
+        raise AssertionError("the Pyro trace ran on MPPI's hot path")
+
+    monkeypatch.setattr(pgm_control.importance, "_weigh", no_trace)
+    ctrl = MPPI(pendulum(), horizon=8, num_samples=64, temperature=1.0, noise_scale=1.0, seed=0)
+    for _ in range(3):
+        ctrl.act(torch.tensor([3.0, 0.0]))
+    checked = MPPI(pendulum(), horizon=8, num_samples=64, temperature=1.0, noise_scale=1.0,
+                   check=True)  # fmt: skip
+    with pytest.raises(AssertionError, match="hot path"):
+        checked.act(torch.tensor([3.0, 0.0]))
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_check_compares_the_routes_and_changes_no_action(terminal):
+    """``check=True`` weighs the first plan both ways on the same draws: the actions are the
+    ones the unchecked controller takes, bit for bit (the routes agree to the last bit)."""
+    mdp = pendulum(terminal_reward=terminal)
+    s = torch.tensor([3.0, -0.5])
+    runs = []
+    for check in (False, True):
+        ctrl = MPPI(mdp, horizon=8, num_samples=64, temperature=0.7, noise_scale=1.0, seed=2,
+                    noise_correlation=0.5, check=check)  # fmt: skip
+        runs.append(torch.stack([ctrl.act(s) for _ in range(3)]))
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_check_catches_dynamics_that_are_not_functions_of_the_state():
+    """A reward with hidden state differs between the two routes: the check says so."""
+
+    class Drifting:
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, s, a):
+            self.calls += 1
+            return -(s**2).sum(-1) + self.calls
+
+    mdp = pendulum(4).replace(reward=Drifting())
+    ctrl = MPPI(mdp, horizon=4, num_samples=16, temperature=1.0, noise_scale=1.0, check=True)
+    with pytest.raises(ValueError, match="closed-form weights disagree"):
+        ctrl.act(torch.tensor([1.0, 0.0]))
+
+
+def _float64_log_weights(mdp, s_0, actions, plan, sigma, lam, rho):
+    """log w of given particles recomputed in float64 from the twin and the densities."""
+    mdp64 = pendulum(mdp.horizon, terminal_reward=mdp.terminal_reward is not None)
+    a = actions.double()
+    states, s = [], s_0.double()
+    for a_t in a.unbind(-2):
+        states.append(s)
+        s = mdp64.dynamics(s, a_t)
+    states = torch.stack(torch.broadcast_tensors(*states), -2)
+    log_w = mdp64.reward(states, a).sum(-1) / lam
+    if mdp.terminal_reward is not None:
+        log_w = log_w + mdp64.terminal_reward(s) / lam
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    prior = dist.Normal(torch.zeros(1, dtype=torch.float64), sigma)
+    log_w = log_w + prior.log_prob(a).sum((-1, -2))
+    return log_w - AutoregressiveNormal(plan.double(), sigma, rho).log_prob(a)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_float32_twin_plans_with_float32_weights_that_match_float64_arithmetic(terminal):
+    """A float32 pendulum and state: the plan and weights are float32, finite, and each
+    particle's log-weight equals the float64 recomputation from the same sampled actions to
+    float32 precision (relative error of a sum of H·(dynamics, reward) terms)."""
+    mdp = pendulum(dtype=torch.float32, terminal_reward=terminal)
+    assert mdp.dtype == torch.float32
+    lam, rho, H = 0.5, 0.9, 15
+    ctrl = MPPI(mdp, horizon=H, num_samples=256, temperature=lam, noise_scale=1.0, seed=0,
+                noise_correlation=rho)  # fmt: skip
+    s = torch.tensor([3.0, 0.0], dtype=torch.float32)
+    for _ in range(3):
+        plan = ctrl.plan if ctrl.plan is not None else torch.zeros(H, 1, dtype=torch.float32)
+        a = ctrl.act(s)
+        r = ctrl.result
+        assert a.dtype == r.log_weights.dtype == r.plan.dtype == torch.float32
+        assert torch.isfinite(r.log_weights).all() and torch.isfinite(a).all()
+        exact = _float64_log_weights(mdp, s, r.actions, plan, 1.0, lam, rho)
+        eps = torch.finfo(torch.float32).eps
+        # each term is rounded once per op; 50·H ops of magnitude ≤ |log w| bound the error
+        tol = 50 * H * eps * exact.abs().max()
+        assert (r.log_weights.double() - exact).abs().max() < tol
+        s = mdp.step(s, a)[0]

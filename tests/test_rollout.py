@@ -4,12 +4,15 @@ Independent route: the success probability the TabularMDP model predicts by exac
 messages vs the success rate measured in the env's own `step`.
 """
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import pgm_control as pc
+from pgm_control.continuous_svi import fit_continuous
 from pgm_control.guides import TABULAR_GUIDES
 from pgm_control.rollout import RolloutResult, rollout
 from pgm_control.svi import fit
@@ -112,3 +115,160 @@ def test_env_success_rate_matches_the_models_exact_goal_probability():
     n = 4000
     rate = pc.rollout("FrozenLake-v1", pi, n, seed=3).successes.mean()
     assert abs(rate - p_goal) < 4 * (p_goal * (1 - p_goal) / n) ** 0.5
+
+
+# ------------------------------------------------------------ continuous policies
+def test_continuous_policy_returns_match_the_torch_twin():
+    """Independent route: the twin's own dynamics and reward, stepped by hand from the same
+    start with the same (float32-rounded) actions, give the env's return and states."""
+    mdp = pc.envs.pendulum()
+
+    def policy(state, t):
+        return torch.tensor([1.5 * math.sin(t / 5.0) - 0.4 * state[1].item()])
+
+    res = rollout(mdp, policy, 1, 0, initial_state=[math.pi, 0.0], max_steps=30, record=True)
+    ep = res.episodes[0]
+    s, expected, states = torch.tensor([math.pi, 0.0], dtype=torch.float64), 0.0, []
+    for t in range(30):
+        states.append(s)
+        a = policy(s, t).to(torch.float32).double()  # the env receives float32 actions
+        expected += mdp.reward(s, a).item()
+        s = mdp.dynamics(s, a)
+    states.append(s)
+    assert res.lengths[0] == 30 and res.truncated[0] and not res.successes[0]
+    assert res.returns[0] == pytest.approx(expected, abs=1e-4)
+    np.testing.assert_allclose(ep.states, torch.stack(states).numpy(), atol=1e-5)
+    assert ep.actions.shape == (30, 1) and ep.rewards.shape == (30,) and len(ep.seconds) == 30
+
+
+def test_controllers_and_guides_are_called_by_their_signature():
+    """act(state) (a controller like MPPI) and policy(state, t) / .act(state, t) (a guide)."""
+    mdp = pc.envs.pendulum()
+    calls = []
+
+    class Controller:
+        def act(self, state):  # one argument: called without t
+            calls.append(("controller", state.dtype))
+            return torch.zeros(1)
+
+    class Guide:
+        def act(self, state, t=0, *, deterministic=True):
+            calls.append(("guide", t))
+            return torch.zeros(1)
+
+    rollout(mdp, Controller(), 1, 0, max_steps=2)
+    rollout(mdp, Guide(), 1, 0, max_steps=2)
+    rollout(mdp, lambda s, t: torch.zeros(1), 1, 0, max_steps=2)
+    assert calls == [("controller", torch.float64)] * 2 + [("guide", 0), ("guide", 1)]
+    # an MPPI controller itself: the same actions as its bound `act`
+    ctrls = [pc.MPPI(mdp, horizon=4, num_samples=8, temperature=1.0, noise_scale=1.0, seed=2)
+             for _ in range(2)]  # fmt: skip
+    a = rollout(mdp, ctrls[0], 1, 5, max_steps=4, record=True).episodes[0]
+    b = rollout(mdp, ctrls[1].act, 1, 5, max_steps=4, record=True).episodes[0]
+    np.testing.assert_array_equal(a.actions, b.actions)
+
+
+def test_reset_seeds_each_and_first():
+    """ "each": episode i starts where env.reset(seed=seed+i) puts it; "first": the starts are
+    the successive reset draws after one seeded reset."""
+    mdp = pc.envs.pendulum()
+    zero = lambda s, t: torch.zeros(1)  # noqa: E731
+    each = rollout(mdp, zero, 3, 10, max_steps=1, record=True)
+    first = rollout(mdp, zero, 3, 10, max_steps=1, record=True, reset_seeds="first")
+    env = gym.make("Pendulum-v1")
+    by_seed, successive = [], []
+    for i in range(3):
+        env.reset(seed=10 + i)
+        by_seed.append(np.asarray(env.unwrapped.state, dtype=np.float64))
+    env.reset(seed=10)
+    successive.append(np.asarray(env.unwrapped.state, dtype=np.float64))
+    for _ in range(2):
+        env.reset()
+        successive.append(np.asarray(env.unwrapped.state, dtype=np.float64))
+    np.testing.assert_array_equal([ep.states[0] for ep in each.episodes], by_seed)
+    np.testing.assert_array_equal([ep.states[0] for ep in first.episodes], successive)
+    with pytest.raises(ValueError, match="reset_seeds"):
+        rollout(mdp, zero, 1, reset_seeds="never")
+
+
+def test_observations_dtype_and_twin_dtype():
+    """Without a twin (or with observations=True) the policy sees the observation; the state
+    dtype is the twin's unless given."""
+    seen = []
+    policy = lambda s: seen.append((tuple(s.shape), s.dtype)) or torch.zeros(1)  # noqa: E731
+    env = gym.make("Pendulum-v1")
+    rollout(env, policy, 1, 0, max_steps=1)
+    rollout(env, policy, 1, 0, max_steps=1, twin=pc.envs.pendulum(dtype=torch.float32))
+    rollout(env, policy, 1, 0, max_steps=1, twin=pc.envs.pendulum(), observations=True)
+    rollout(env, policy, 1, 0, max_steps=1, twin=pc.envs.pendulum(), dtype=torch.float32)
+    assert seen == [((3,), torch.float64), ((2,), torch.float32), ((3,), torch.float64),
+                    ((2,), torch.float32)]  # fmt: skip
+
+
+def test_run_episode_and_evaluate_policy_are_views_of_rollout():
+    mdp = pc.envs.pendulum()
+    policy = lambda s, t: torch.tensor([0.5 * math.cos(t) - 0.2 * s[1].item()])  # noqa: E731
+    env = gym.make("Pendulum-v1")
+    ep = pc.run_episode(env, lambda s: policy(s, 0), steps=6, seed=3, mdp=mdp)
+    same = rollout(env, lambda s: policy(s, 0), 1, 3, max_steps=6, twin=mdp, record=True)
+    for field in ("rewards", "states", "actions"):
+        np.testing.assert_array_equal(getattr(ep, field), getattr(same.episodes[0], field))
+    returns = pc.evaluate_policy(mdp, policy, episodes=2, seed=4, steps=7)
+    direct = rollout(
+        gym.make("Pendulum-v1", max_episode_steps=7), policy, 2, 4, twin=mdp, reset_seeds="first"
+    )
+    np.testing.assert_array_equal(returns, direct.returns)
+    assert (direct.lengths == 7).all() and direct.truncated.all()
+
+
+def test_frames_are_recorded_every_few_steps():
+    env = gym.make("Pendulum-v1", render_mode="rgb_array")
+    res = rollout(env, lambda s: torch.zeros(1), 1, 0, max_steps=4, record=True, frame_every=2)
+    frames = res.episodes[0].frames
+    assert len(frames) == 3 and frames[0].ndim == 3  # at the start, after steps 2 and 4
+    assert res.ms_per_step > 0
+    env.close()
+
+
+def test_non_finite_actions_are_refused_naming_the_policy():
+    def broken_controller(state):
+        return torch.tensor([float("nan")])
+
+    with pytest.raises(ValueError, match="broken_controller.*non-finite action"):
+        rollout(pc.envs.pendulum(), broken_controller, 1, max_steps=3)
+    with pytest.raises(ValueError, match="initial_state.*twin"):
+        rollout("Pendulum-v1", broken_controller, 1, initial_state=[0.0, 0.0])
+    with pytest.raises(ValueError, match="initial_state"):
+        rollout(pc.envs.pendulum(), broken_controller, 1, initial_state=[0.0])
+    with pytest.raises(TypeError, match="twin"):
+        rollout("Pendulum-v1", broken_controller, 1, twin="pendulum")
+
+
+def test_a_continuous_fit_result_acts_through_its_guide():
+    mdp = pc.envs.pendulum(horizon=3)
+    res = fit_continuous(mdp, steps=1, num_particles=2, seed=0, progress=False)
+    by_result = rollout(mdp, res, 2, 1, max_steps=5)
+    by_guide = rollout(mdp, res.guide.act, 2, 1, max_steps=5)
+    np.testing.assert_array_equal(by_result.returns, by_guide.returns)
+
+
+def test_ctrl_c_returns_the_episodes_that_exist():
+    mdp = pc.envs.pendulum()
+    calls = []
+
+    def impatient(state):
+        calls.append(None)
+        if len(calls) == 8:  # the third step of the second episode
+            raise KeyboardInterrupt
+        return torch.zeros(1)
+
+    res = rollout(mdp, impatient, 5, 0, max_steps=5, record=True, progress=True)
+    assert res.interrupted and "interrupted" in repr(res)
+    assert list(res.lengths) == [5, 2] and res.truncated.all() and len(res.episodes) == 2
+    assert res.returns[1] == pytest.approx(res.episodes[1].rewards.sum())
+
+    def at_once(state):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rollout(mdp, at_once, 3, 0, max_steps=5)
