@@ -15,8 +15,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.envs.toy_text.cliffwalking import CliffWalkingEnv
+from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv
+from gymnasium.envs.toy_text.taxi import TaxiEnv
 
 from .validation import check_positive_int, check_probability, check_temperature
 
@@ -102,6 +106,45 @@ _REWARD_HINT = (
 )
 
 
+# bool/int metadata that __post_init__ reads through numpy (a CUDA tensor cannot be)
+_INDEX_FIELDS = ("terminal", "state_to_obs")
+
+
+def _goal_mask(goal, S: int, device) -> torch.Tensor | None:
+    """``goal_states`` as a bool mask (S,): from a bool mask or a list of state indices."""
+    if goal is None:
+        return None
+    if isinstance(goal, torch.Tensor):
+        goal = goal.detach().cpu().numpy()
+    arr = np.asarray(goal)
+    if arr.size == 0:
+        return torch.zeros(S, dtype=torch.bool, device=device)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"`goal_states` must be a bool mask of shape (S,) = ({S},) or a list of state "
+            f"indices, got shape {arr.shape}"
+        )
+    if arr.dtype == np.bool_:
+        if arr.shape != (S,):
+            raise ValueError(
+                f"`goal_states` as a bool mask must have shape (S,) = ({S},), got {arr.shape}"
+            )
+        mask = arr
+    elif np.issubdtype(arr.dtype, np.integer):
+        if (arr < 0).any() or (arr >= S).any():
+            raise ValueError(
+                f"`goal_states` indices must lie in [0, S) = [0, {S}), got {arr.tolist()}"
+            )
+        mask = np.zeros(S, dtype=bool)
+        mask[arr] = True
+    else:
+        raise TypeError(
+            f"`goal_states` must be a bool mask (S,) or a list of int state indices, got dtype "
+            f"{arr.dtype}"
+        )
+    return torch.as_tensor(mask, dtype=torch.bool, device=device)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class TabularMDP:
     """A finite-horizon MDP with tabular states and actions.
@@ -119,6 +162,16 @@ class TabularMDP:
         desc: optional grid description (e.g. FrozenLake's map) for plotting.
         state_to_obs: optional (S,) int map from each state to the env observation it stands
             for, when ``from_gymnasium`` had to add copy states (see there); None = identity.
+        goal_states: optional states that count as success (reaching the goal), as a bool
+            mask (S,) or a list of state indices; stored as a bool mask (S,). Tables report
+            P(s_T ∈ goal); plots mark them. None: the MDP has no goal.
+        action_names: optional name of each action, A strings (e.g. ``("left", "right")``);
+            None: plots and tables say a0, a1, ...
+        action_moves: optional (drow, dcol) grid displacement of each action, shape (A, 2)
+            (e.g. ``(0, -1)`` for "left"), used to draw the policy as arrows; None: no arrows.
+
+    The constructors fill the metadata in (``from_gymnasium``, ``chain_mdp``, ``lottery_mdp``);
+    it never changes any computation, only what plots and the command line show.
 
     The reward is always stored as ``r[s, a, s']``: under the exact posterior r(s,a,s')
     and its average over s' give different answers (see ``from_gymnasium``).
@@ -135,6 +188,9 @@ class TabularMDP:
     grid_shape: tuple[int, int] | None = None
     desc: Any = None
     state_to_obs: Any = None
+    goal_states: Any = None
+    action_names: tuple[str, ...] | None = None
+    action_moves: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self, dtype):
         tr = self.transition
@@ -203,6 +259,37 @@ class TabularMDP:
             if obs.shape != (S,) or (obs < 0).any():
                 raise ValueError("`state_to_obs` must be a non-negative int array of shape (S,)")
             object.__setattr__(self, "state_to_obs", obs)
+        self._set_metadata(S, A, device)
+
+    def _set_metadata(self, S: int, A: int, device) -> None:
+        """Validate and store goal_states (bool mask), action_names and action_moves."""
+        object.__setattr__(self, "goal_states", _goal_mask(self.goal_states, S, device))
+        names = self.action_names
+        if names is not None:
+            if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)):
+                raise TypeError(f"`action_names` must be a tuple of A = {A} strings, got {names!r}")
+            if len(names) != A or not all(isinstance(n, str) for n in names):
+                raise ValueError(
+                    f"`action_names` must hold one string per action, A = {A}; got {names!r}"
+                )
+            object.__setattr__(self, "action_names", tuple(names))
+        moves = self.action_moves
+        if moves is not None:
+            if isinstance(moves, torch.Tensor):
+                moves = moves.detach().cpu().numpy()
+            try:
+                arr = np.asarray(moves, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"`action_moves` must be numeric, one (drow, dcol) pair per action; "
+                    f"got {moves!r}"
+                ) from exc
+            if arr.shape != (A, 2) or not np.isfinite(arr).all():
+                raise ValueError(
+                    f"`action_moves` must have shape (A, 2) = ({A}, 2), one finite (drow, dcol) "
+                    f"grid displacement per action, got shape {arr.shape}"
+                )
+            object.__setattr__(self, "action_moves", tuple(map(tuple, arr.tolist())))
 
     # ------------------------------------------------------------------ views
     @property
@@ -260,19 +347,20 @@ class TabularMDP:
     def replace(self, **changes) -> TabularMDP:
         """A copy with some fields changed (validated again), e.g. ``mdp.replace(horizon=50)``."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in _INDEX_FIELDS:  # validated through numpy: hand them over from the CPU
+            if isinstance(fields[name], torch.Tensor):
+                fields[name] = fields[name].cpu()
         fields.update(changes)
         return TabularMDP(**fields)
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> TabularMDP:
-        """The same MDP on another device and/or dtype."""
+        """The same MDP (metadata included) on another device and/or dtype."""
         dtype = dtype or self.float_dtype
-        move = lambda t: t.to(device=device or self.device, dtype=dtype)
-        return TabularMDP(
-            move(self.transition), move(self.reward), move(self.initial), self.horizon,
-            move(self.action_prior), name=self.name,
-            terminal=None if self.terminal is None else self.terminal.to(device or self.device),
-            grid_shape=self.grid_shape, desc=self.desc, state_to_obs=self.state_to_obs,
-        )  # fmt: skip
+        device = device or self.device
+        tables = ("transition", "reward", "initial", "action_prior")
+        return self.replace(
+            **{name: getattr(self, name).to(device=device, dtype=dtype) for name in tables}
+        )
 
     def __repr__(self) -> str:
         return (
@@ -297,6 +385,11 @@ class TabularMDP:
           stays deterministic and the posterior stays exact.
         * States entered with ``done=True`` are terminal: absorbing, with zero reward.
         * ``initial`` is ``unwrapped.initial_state_distrib``.
+        * Metadata: ``goal_states`` are the ``G`` cells of the map (FrozenLake), otherwise the
+          terminal states entered with the highest reward (CliffWalking's goal, Taxi's
+          drop-offs); ``action_names`` (and, on grids, ``action_moves``) follow gymnasium's
+          action order: FrozenLake left/down/right/up, CliffWalking up/right/down/left, Taxi
+          south/north/east/west/pickup/dropoff.
 
         Args:
             env_or_id: a gymnasium env instance or an id such as ``"FrozenLake-v1"``.
@@ -304,8 +397,6 @@ class TabularMDP:
             **make_kwargs: passed to ``gymnasium.make`` when an id is given
                 (e.g. ``map_name="8x8"``, ``is_slippery=False``).
         """
-        import gymnasium as gym
-
         if isinstance(env_or_id, str):
             env = gym.make(env_or_id, **make_kwargs)
         elif make_kwargs:
@@ -387,6 +478,10 @@ class TabularMDP:
             grid_shape = desc.shape
         elif len(getattr(u, "shape", ())) == 2 and int(np.prod(u.shape)) == n_obs:
             grid_shape = tuple(int(x) for x in u.shape)
+        names, moves = None, None
+        for env_class, (class_names, class_moves) in _GYMNASIUM_ACTIONS.items():
+            if isinstance(u, env_class) and len(class_names) == A:
+                names, moves = class_names, class_moves
         spec = getattr(env, "spec", None)
         name = spec.id if spec is not None else u.__class__.__name__
         kw = getattr(spec, "kwargs", {}) or {}
@@ -398,7 +493,40 @@ class TabularMDP:
             P, R, initial, horizon, dtype=dtype, name=name,
             terminal=terminal, grid_shape=grid_shape, desc=desc,
             state_to_obs=None if S == n_obs else state_to_obs,
+            goal_states=_gymnasium_goal(P, R, terminal, desc, state_to_obs),
+            action_names=names, action_moves=moves,
         )  # fmt: skip
+
+
+# Actions of gymnasium's toy-text grids, in gymnasium's own order (the `## Action Space` of
+# each env's docstring; frozen_lake.LEFT..UP = 0..3, cliffwalking.UP..LEFT = 0..3): the name
+# and the (drow, dcol) move of each action. Taxi's state is not a grid cell: names only.
+_GYMNASIUM_ACTIONS: dict[type, tuple[tuple[str, ...], tuple | None]] = {
+    FrozenLakeEnv: (("left", "down", "right", "up"), ((0, -1), (1, 0), (0, 1), (-1, 0))),
+    CliffWalkingEnv: (("up", "right", "down", "left"), ((-1, 0), (0, 1), (1, 0), (0, -1))),
+    TaxiEnv: (("south", "north", "east", "west", "pickup", "dropoff"), None),
+}
+
+
+def _gymnasium_goal(P, R, terminal, desc, state_to_obs) -> np.ndarray | None:
+    """Goal mask (S,) of a toy-text env from its tables.
+
+    The ``G`` cells of a map (FrozenLake); otherwise the terminal states entered with the
+    highest reward (CliffWalking's goal cell, Taxi's successful drop-offs); None without
+    terminal states.
+    """
+    if desc is not None and (desc == "G").any():
+        return desc.reshape(-1)[state_to_obs] == "G"
+    if not terminal.any():
+        return None
+    # the reward paid on entering each state from another one, max over the (s, a) reaching it
+    S = P.shape[0]
+    enters = (P > 0) & ~np.eye(S, dtype=bool)[:, None, :]
+    entry = np.where(enters, R, -np.inf).max(axis=(0, 1))
+    best = entry[terminal].max()
+    if best == -np.inf:
+        return None
+    return terminal & (entry == best)
 
 
 def random_mdp(
@@ -459,9 +587,9 @@ def lottery_mdp(
 ) -> TabularMDP:
     """The lecture's lottery: buying a ticket has a tiny chance of a huge reward.
 
-    States: 0 = start, 1 = won, 2 = lost, 3 = kept the money (1-3 absorbing, zero reward).
-    Actions: 0 = buy a ticket (pay ``ticket_price``; win ``jackpot`` with ``win_probability``),
-    1 = keep the money (reward 0).
+    States: 0 = start, 1 = won (the goal), 2 = lost, 3 = kept the money (1-3 absorbing, zero
+    reward). Actions: 0 = buy a ticket (pay ``ticket_price``; win ``jackpot`` with
+    ``win_probability``), 1 = keep the money (reward 0).
 
     With the defaults at α = 1, E[r | buy] ≈ −1 < 0: the max-ent policy buys with probability
     0.27 (it only values the entropy of its choice), while the exact posterior believes a
@@ -481,13 +609,15 @@ def lottery_mdp(
     p0 = np.array([1.0, 0, 0, 0])
     return TabularMDP(
         P, R, p0, horizon, dtype=dtype, name="lottery",
-        terminal=np.array([False, True, True, True]),
+        terminal=np.array([False, True, True, True]), goal_states=[1],
+        action_names=("buy", "keep"),
     )  # fmt: skip
 
 
 def chain_mdp(num_states: int = 5, horizon: int = 6, *, slip: float = 0.0, dtype=torch.float64):
     """A 1-D chain: action 0 moves left, 1 moves right (with prob ``slip`` the move reverses);
-    reward 1 for being in the right-most state. Small and readable, for doctests and notebooks.
+    reward 1 for being in the right-most state, the goal. Small and readable, for doctests and
+    notebooks. States are the cells of a (1, S) grid.
     """
     slip = check_probability("slip", slip, open_high=True)
     S = check_positive_int("num_states", num_states, minimum=2)
@@ -502,7 +632,10 @@ def chain_mdp(num_states: int = 5, horizon: int = 6, *, slip: float = 0.0, dtype
     R[S - 1] = 1.0
     p0 = np.zeros(S)
     p0[0] = 1.0
-    return TabularMDP(P, R, p0, horizon, dtype=dtype, name=f"chain({S})", grid_shape=(1, S))
+    return TabularMDP(
+        P, R, p0, horizon, dtype=dtype, name=f"chain({S})", grid_shape=(1, S),
+        goal_states=[S - 1], action_names=("left", "right"), action_moves=((0, -1), (0, 1)),
+    )  # fmt: skip
 
 
 def _check_temperature(temperature) -> float:

@@ -54,7 +54,7 @@ def posterior_marginals(path: pathlib.Path, temperature: float = 0.1) -> None:
 
 def lottery_optimism(path: pathlib.Path, temperature: float = 1.0) -> None:
     lottery = pc.lottery_mdp()
-    won = 1
+    (won,) = torch.nonzero(lottery.goal_states).flatten().tolist()  # the "won" state
     true_win = lottery.transition[0, 0, won].item()
     posterior_win = pc.posterior_dynamics(lottery, temperature=temperature)[0, 0, 0, won].item()
     returns = {}

@@ -146,10 +146,12 @@ def test_parse_env_options():
     "env, goal",
     [("FrozenLake-v1", [15]), ("CliffWalking-v1", [47]), ("lottery", [1]), ("chain", [4])],
 )
-def test_goal_states(env, goal):
+def test_built_envs_carry_their_goal_states(env, goal):
+    # the goal the tables report is the MDP's metadata (tests/test_mdp_metadata.py checks it
+    # against the envs themselves)
     mdp = cli.build_mdp(env, horizon=3)
-    assert torch.nonzero(cli.goal_states(mdp)).flatten().tolist() == goal
-    assert cli.goal_states(cli.build_mdp("random", horizon=3)) is None
+    assert torch.nonzero(mdp.goal_states).flatten().tolist() == goal
+    assert cli.build_mdp("random", horizon=3).goal_states is None
 
 
 def test_subcommand_registry_is_the_extension_point(monkeypatch, capsys):

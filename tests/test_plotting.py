@@ -145,3 +145,137 @@ def test_plot_pendulum_rejects_bad_input():
         plotting.plot_pendulum(np.zeros((2, 2, 2, 2)))
     with pytest.raises(ValueError, match="`dt`"):
         plotting.plot_pendulum(np.zeros(5), dt=0.0)
+
+
+# --------------------------------------------------------------------------- metadata
+def _arrow_directions(ax, mdp):
+    """(dx, dy) of each drawn arrow: its tip (the vertex farthest from the cell centre)."""
+    cols = mdp.grid_shape[1]
+    out = []
+    for patch in ax.patches:
+        xy = patch.get_xy()
+        centre = np.round(xy.mean(0))  # arrows are short: they stay in their cell
+        tip = xy[np.argmax(((xy - centre) ** 2).sum(1))] - centre
+        out.append(tuple(np.sign(np.round(tip, 6)).astype(int)))
+        assert 0 <= centre[0] < cols
+    return out
+
+
+@pytest.mark.parametrize("which", ["lake", "cliff", "chain"])
+def test_arrows_point_where_the_action_moves(which, lake, cliff):
+    mdp = {"lake": lake, "cliff": cliff, "chain": pc.chain_mdp(5, 4)}[which]
+    S, A = mdp.num_states, mdp.num_actions
+    for a, (drow, dcol) in enumerate(mdp.action_moves):
+        policy = torch.zeros(S, A, dtype=torch.float64)
+        policy[:, a] = 1.0
+        ax = plotting.plot_values(mdp, torch.zeros(S, dtype=torch.float64), policy)
+        directions = set(_arrow_directions(ax, mdp))
+        # image coordinates: x is the column, y grows downwards like the row
+        assert directions == {(int(dcol), int(drow))}, mdp.action_names[a]
+        plt.close("all")
+
+
+def test_explicit_action_arrows_override_the_metadata(lake):
+    policy = torch.zeros(16, 4, dtype=torch.float64)
+    policy[:, 0] = 1.0  # "left" in the metadata; drawn pointing down here
+    arrows = [(0, 1), (0, 1), (0, 1), (0, 1)]
+    ax = plotting.plot_values(lake, torch.zeros(16), policy, action_arrows=arrows)
+    assert set(_arrow_directions(ax, lake)) == {(0, 1)}
+
+
+def test_without_moves_the_best_action_is_written_by_name():
+    lottery = pc.lottery_mdp()
+    sv = pc.soft_value_iteration(lottery, temperature=1.0)
+    ax = plotting.plot_values(lottery, sv)
+    assert not ax.patches
+    texts = [t.get_text() for t in ax.texts]
+    best = lottery.action_names[int(sv.policy[0, 0].argmax())]
+    assert f"{best}\n{sv.policy[0, 0].max().item():.2f}" in texts
+    # an MDP without action names gets a0, a1, ...
+    rand = pc.random_mdp(5, 3, 2)
+    sv = pc.soft_value_iteration(rand, temperature=1.0)
+    texts = [t.get_text() for t in plotting.plot_values(rand, sv).texts]
+    assert f"a{int(sv.policy[0, 0].argmax())}\n{sv.policy[0, 0].max().item():.2f}" in texts
+    assert plotting.action_labels(rand) == ("a0", "a1", "a2")
+    assert plotting.action_labels(lottery) == ("buy", "keep")
+
+
+def test_goal_cells_are_marked_on_grids_without_a_map(cliff):
+    ax = plotting.plot_values(cliff, torch.zeros(cliff.num_states))
+    rows, cols = cliff.grid_shape
+    labels = {
+        t.get_text(): (round(t.get_position()[1] + 0.42), round(t.get_position()[0] + 0.42))
+        for t in ax.texts
+        if t.get_text() in ("S", "G")
+    }
+    goal = int(torch.nonzero(cliff.goal_states)[0])
+    assert labels["G"] == divmod(goal, cols) == (rows - 1, cols - 1)
+    assert labels["S"] == divmod(int(cliff.initial.argmax()), cols)
+
+
+# --------------------------------------------------------------------------- figures
+def test_plot_backups_one_panel_per_backup_without_pyplot(lake):
+    before = plt.get_fignums()
+    values = {
+        b: pc.soft_value_iteration(lake, temperature=0.5, backup=b)
+        for b in ("optimistic", "expected")
+    }
+    fig = plotting.plot_backups(lake, values, temperature=0.5)
+    assert isinstance(fig, Figure) and plt.get_fignums() == before
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == [
+        "optimistic backup: V0 and posterior p(a|s,O) at t=0",
+        "expected backup: V0 and max-ent policy at t=0",
+    ]
+    assert fig.get_suptitle() == f"{lake.name}, T=6, alpha=0.5"
+    with pytest.raises(ValueError, match="`soft_values`"):
+        plotting.plot_backups(lake, {}, temperature=0.5)
+
+
+def test_plot_importance_sampling_bars_are_the_posteriors():
+    chain = pc.chain_mdp(horizon=3)
+    res = pc.importance_posterior(chain, 0, horizon=3, num_samples=200, temperature=1.0, seed=0)
+    exact = pc.soft_value_iteration(chain, temperature=1.0).policy[0, 0]
+    fig = plotting.plot_importance_sampling(res, chain, exact)
+    ax_w, ax_bars = fig.axes
+    assert "ESS" in ax_w.get_title()
+    heights = [p.get_height() for p in ax_bars.patches]
+    np.testing.assert_allclose(heights, [*res.first_action.tolist(), *exact.tolist()])
+    assert [t.get_text() for t in ax_bars.get_xticklabels()] == ["0\nleft", "1\nright"]
+    assert len(plotting.plot_importance_sampling(res, chain).axes) == 1
+    with pytest.raises(ValueError, match="`exact_first_action`"):
+        plotting.plot_importance_sampling(res, chain, exact[:1])
+
+
+def test_plot_fit_panels(lake):
+    sv = pc.soft_value_iteration(lake, temperature=0.5, backup="expected")
+    elbo = np.linspace(-2.0, 0.0, 10)
+    assert len(plotting.plot_fit(elbo, title="t").axes) == 1
+    fig = plotting.plot_fit(
+        elbo, 0.1, mdp=lake, values=sv.v[0], policies={"a": sv.policy[0], "b": sv.policy[1]},
+        suptitle="s",
+    )  # fmt: skip
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["a", "b"]
+    assert fig.axes[0].get_ylabel() == "nats"  # the ELBO panel first
+    assert fig.get_suptitle() == "s"
+    with pytest.raises(ValueError, match="`policies`"):
+        plotting.plot_fit(elbo, policies={"a": sv.policy[0]})
+
+
+def test_plot_control_episode_and_mountain_car():
+    car = np.stack([np.linspace(-0.5, 0.5, 20), np.zeros(20)], -1)
+    fig = plotting.plot_control_episode(
+        car, torch.zeros(8), plot_states=plotting.plot_mountain_car, title="car", suptitle="s"
+    )
+    ax_path, ax_weights = fig.axes
+    np.testing.assert_allclose(ax_path.lines[0].get_ydata(), car[:, 0])
+    assert ax_path.lines[1].get_ydata()[0] == 0.45  # the goal line
+    assert "ESS = 8.0 of N = 8" in ax_weights.get_title()
+    fig = plotting.plot_control_episode(np.zeros((5, 2)), torch.zeros(3))  # the pendulum
+    assert fig.axes[0].get_ylabel() == "angle θ (rad)"
+    with pytest.raises(TypeError, match="`plot_states`"):
+        plotting.plot_control_episode(car, torch.zeros(3), plot_states="car")
+    with pytest.raises(ValueError, match="`states`"):
+        plotting.plot_mountain_car(np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="`states`"):
+        plotting.plot_mountain_car(np.array([0.0, np.inf]))

@@ -1,17 +1,9 @@
-"""Figures for the objects of the lecture: value maps, posterior marginals, ELBO curves.
+"""Pictures on the MDP's own state layout: value maps with policy arrows, marginals.
 
-* :func:`plot_values` — V(s) as a heatmap on the MDP's grid, with the policy drawn as arrows
-  whose length is the action's probability.
-* :func:`plot_marginals` — p(sₜ | O) as a states × time heatmap.
-* :func:`plot_marginals_on_grid` — the same marginals as small multiples on the grid.
-* :func:`plot_elbo` — an ELBO trace with the exact optimum (and log p(O)) as reference lines.
-* :func:`plot_weights` — a histogram of importance weights, with the effective sample size.
-* :func:`plot_pendulum` — pendulum angle against time.
-
-Every function draws on the ``ax`` it is given (or on a new figure), returns the Axes (the
-Figure for multi-panel plots) and never calls ``plt.show``, so it works under the Agg backend
-in scripts and tests as well as inline in notebooks. Inputs may be torch tensors or numpy
-arrays; a wrong shape raises a ``ValueError`` that names the argument.
+States are drawn as the cells of ``mdp.grid_shape`` when it holds one cell per observation
+(copy states that ``from_gymnasium`` adds are folded back onto their cell), otherwise as a
+strip wrapped every 25 states. Goal cells, action names and arrow directions come from the
+MDP's metadata (``goal_states``, ``action_names``, ``action_moves``), never from its name.
 """
 
 from __future__ import annotations
@@ -21,60 +13,17 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .backward import SoftValues
-from .mdp import TabularMDP, _check_mdp
+from ..backward import SoftValues
+from ..mdp import TabularMDP, _check_mdp
+from ._inputs import _new_axes, _to_numpy
 
-__all__ = [
-    "plot_values",
-    "plot_marginals",
-    "plot_marginals_on_grid",
-    "plot_elbo",
-    "plot_weights",
-    "plot_pendulum",
-    "ACTION_ARROWS",
-]
-
-# Unit moves (dx, dy) of each action in image coordinates (y grows downwards), keyed by the
-# prefix of ``mdp.name``. The two gymnasium grids number their actions differently.
-ACTION_ARROWS: dict[str, tuple[tuple[float, float], ...]] = {
-    "FrozenLake": ((-1, 0), (0, 1), (1, 0), (0, -1)),  # left, down, right, up
-    "CliffWalking": ((0, -1), (1, 0), (0, 1), (-1, 0)),  # up, right, down, left
-    "chain": ((-1, 0), (1, 0)),  # left, right
-}
+__all__ = ["plot_values", "plot_marginals", "plot_marginals_on_grid", "action_labels"]
 
 _STRIP_WIDTH = 25  # states per row when an MDP has no grid of its own
 _MIN_ARROW_PROB = 0.03  # arrows shorter than this are not drawn
-
-
-# --------------------------------------------------------------------------- input checks
-def _to_numpy(name: str, x, *, ndim: int | Sequence[int] | None = None) -> np.ndarray:
-    """float64 numpy copy of a tensor / array / list, with a rank check naming ``name``."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().double().numpy()
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"`{name}` must be numeric array-like, got {type(x).__name__}") from exc
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if arr.ndim not in allowed:
-            ranks = " or ".join(str(n) for n in allowed)
-            raise ValueError(f"`{name}` must have rank {ranks}, got shape {arr.shape}")
-    if np.isnan(arr).any():
-        raise ValueError(f"`{name}` contains NaN")
-    return arr
-
-
-def _new_axes(ax: Axes | None, figsize=(6, 4)) -> Axes:
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize, layout="constrained")
-    elif not isinstance(ax, Axes):
-        raise TypeError(f"`ax` must be a matplotlib Axes or None, got {type(ax).__name__}")
-    return ax
 
 
 # --------------------------------------------------------------------------- grid layout
@@ -119,8 +68,9 @@ def _on_grid(mdp: TabularMDP, per_cell: np.ndarray) -> np.ndarray:
 
 
 def _cell_labels(mdp: TabularMDP) -> dict[int, str]:
-    """Short text per state: FrozenLake's S/F/H/G map letters, else S for start states and
-    T for terminal states on a grid, else the state index on a strip."""
+    """Short text per state: the map letters of ``mdp.desc`` (FrozenLake's S/F/H/G), else S
+    for start states, T for terminal states and G for goal states on a grid, else the state
+    index on a strip."""
     rows, cols, is_grid = _layout(mdp)
     S = _num_cells(mdp)
     desc = None if mdp.desc is None else np.asarray(mdp.desc).astype(str)
@@ -132,6 +82,9 @@ def _cell_labels(mdp: TabularMDP) -> dict[int, str]:
         if mdp.terminal is not None:
             end = np.flatnonzero(mdp.terminal.cpu().numpy()[:S])
             labels.update({int(s): "T" for s in end})
+        if mdp.goal_states is not None:
+            goal = np.flatnonzero(mdp.goal_states.cpu().numpy()[:S])
+            labels.update({int(s): "G" for s in goal})
         return labels
     return {s: str(s) for s in range(S)} if S <= 2 * _STRIP_WIDTH else {}
 
@@ -154,7 +107,9 @@ def _style_grid_axes(ax: Axes, rows: int, cols: int) -> None:
     ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
 
 
-def _action_arrows(mdp: TabularMDP, action_arrows):
+def _action_arrows(mdp: TabularMDP, action_arrows) -> np.ndarray | None:
+    """(A, 2) arrow directions (dx, dy), y pointing down: given, or from ``mdp.action_moves``
+    (drow, dcol) → (dcol, drow); None when neither says where the actions go."""
     if action_arrows is not None:
         arrows = np.asarray(action_arrows, dtype=np.float64)
         if arrows.shape != (mdp.num_actions, 2):
@@ -163,10 +118,24 @@ def _action_arrows(mdp: TabularMDP, action_arrows):
                 f"(dx, dy) per action, got {arrows.shape}"
             )
         return arrows
-    for prefix, moves in ACTION_ARROWS.items():
-        if mdp.name.startswith(prefix) and len(moves) == mdp.num_actions:
-            return np.asarray(moves, dtype=np.float64)
-    return None
+    if mdp.action_moves is None:
+        return None
+    return np.asarray(mdp.action_moves, dtype=np.float64)[:, ::-1]
+
+
+def action_labels(mdp: TabularMDP) -> tuple[str, ...]:
+    """The name of each action: ``mdp.action_names``, or ``("a0", "a1", ...)`` without them.
+
+    Args:
+        mdp: a :class:`~pgm_control.TabularMDP`.
+
+    Returns:
+        A strings.
+    """
+    mdp = _check_mdp(mdp)
+    if mdp.action_names is not None:
+        return mdp.action_names
+    return tuple(f"a{a}" for a in range(mdp.num_actions))
 
 
 # --------------------------------------------------------------------------- values
@@ -184,11 +153,14 @@ def plot_values(
     """Heatmap of V(s) on the MDP's grid, with the policy π(a|s) drawn as arrows.
 
     The grid is ``mdp.grid_shape`` when it holds exactly S cells (FrozenLake, CliffWalking,
-    chains); otherwise states are laid out as a strip (wrapped every 25 states). FrozenLake's
-    map letters S/F/H/G mark the cells. Each action with π(a|s) ≥ 0.03 gets an arrow out of the
-    cell centre whose length is proportional to its probability; terminal states get none.
-    Where the action directions are unknown (e.g. Taxi, random MDPs) the most likely action
-    and its probability are written in the cell instead (up to 100 cells).
+    chains); otherwise states are laid out as a strip (wrapped every 25 states). The map
+    letters of ``mdp.desc`` (FrozenLake's S/F/H/G) mark the cells; without a map, S marks
+    start states, T terminal states and G ``mdp.goal_states``. Each action with π(a|s) ≥ 0.03
+    gets an arrow out of the cell centre whose length is proportional to its probability;
+    terminal states get none.
+    The arrow directions come from ``mdp.action_moves``; where they are unknown (e.g. Taxi,
+    random MDPs) the most likely action (its ``action_names`` entry, or a0..) and its
+    probability are written in the cell instead (up to 100 cells).
 
     Args:
         mdp: the :class:`~pgm_control.TabularMDP` whose states are drawn.
@@ -197,9 +169,8 @@ def plot_values(
         policy: π(a|s), shape (S, A), e.g. ``soft_values.policy[t]``; None draws no arrows.
         ax: Axes to draw on; a new figure if None.
         title: Axes title; defaults to the MDP's name.
-        action_arrows: (A, 2) unit moves (dx, dy) per action, y pointing down; by default
-            looked up in :data:`ACTION_ARROWS` by the MDP's name (FrozenLake: 0=left, 1=down,
-            2=right, 3=up; CliffWalking: 0=up, 1=right, 2=down, 3=left).
+        action_arrows: (A, 2) unit moves (dx, dy) per action, x to the right and y pointing
+            down; by default ``mdp.action_moves`` (drow, dcol) as (dcol, drow).
         cmap: matplotlib colormap of the heatmap.
         annotate_values: write V(s) in each cell (default: when S ≤ 64).
 
@@ -267,9 +238,10 @@ def plot_values(
                         length_includes_head=True, fc="white", ec="black", lw=0.4,
                     )  # fmt: skip
         elif n <= 100:  # beyond that the labels would be unreadable
+            names = action_labels(mdp)
             for s, rr, cc in zip(live, r, c):
                 best = int(pi[s].argmax())
-                ax.text(cc, rr, f"a{best}\n{pi[s, best]:.2f}", ha="center", va="center",
+                ax.text(cc, rr, f"{names[best]}\n{pi[s, best]:.2f}", ha="center", va="center",
                         fontsize=6.5, color="white")  # fmt: skip
     ax.set_title(mdp.name if title is None else title)
     return ax
@@ -381,169 +353,3 @@ def plot_marginals_on_grid(
     if title is not None:
         fig.suptitle(title)
     return fig
-
-
-# --------------------------------------------------------------------------- ELBO
-def plot_elbo(
-    history,
-    optimum=None,
-    *,
-    ax: Axes | None = None,
-    log_evidence=None,
-    title: str | None = None,
-    label: str = "ELBO",
-) -> Axes:
-    """ELBO per optimisation step, with the exact optimum as a horizontal line.
-
-    Args:
-        history: ELBO values (nats), shape (N,) — e.g. the negated losses of an SVI run.
-        optimum: the exact best ELBO of the guide family (e.g. :func:`~pgm_control.
-            optimal_elbo`), drawn dashed; None draws nothing.
-        ax: Axes to draw on; a new figure if None.
-        log_evidence: log p(O), drawn dotted above the optimum when given; the distance
-            between the two lines is the optimism gap no structured guide can close.
-        title: Axes title.
-        label: legend label of the curve.
-
-    Returns:
-        The Axes.
-    """
-    h = _to_numpy("history", history, ndim=1)
-    if h.size == 0:
-        raise ValueError("`history` is empty")
-    ax = _new_axes(ax)
-    ax.plot(np.arange(h.size), h, lw=1.2, label=label)
-    for value, name, style, color in (
-        (optimum, "optimum", "--", "C3"),
-        (log_evidence, "log_evidence", ":", "k"),
-    ):
-        if value is None:
-            continue
-        y = _to_numpy(name, value, ndim=0)
-        if not np.isfinite(y):
-            raise ValueError(f"`{name}` must be finite, got {float(y)}")
-        text = "exact optimum ELBO*" if name == "optimum" else "log p(O)"
-        ax.axhline(float(y), ls=style, color=color, lw=1.2, label=f"{text} = {float(y):.4g}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("nats")
-    ax.legend(loc="lower right")
-    if title is not None:
-        ax.set_title(title)
-    return ax
-
-
-# --------------------------------------------------------------------------- weights
-def _effective_sample_size(log_w: np.ndarray) -> float:
-    """ESS = (Σ w)² / Σ w² = 1 / Σ w̄², computed from log-weights."""
-    w = np.exp(log_w - log_w.max())
-    return float(w.sum() ** 2 / (w**2).sum())
-
-
-def plot_weights(
-    log_weights, *, ax: Axes | None = None, bins: int = 40, title: str | None = None
-) -> Axes:
-    """Histogram of self-normalised importance weights, with the effective sample size.
-
-    Plots log w̄ᵢ = log wᵢ − log Σⱼ wⱼ (a log axis, because weights of the form
-    exp(Σ r/α) are heavy-tailed), marks the uniform weight log(1/N), and puts
-    ESS = 1 / Σ w̄ᵢ² in the title.
-
-    Args:
-        log_weights: log wᵢ, shape (N,); -inf (zero weight) is allowed, NaN and +inf are not,
-            and at least one weight must be positive.
-        ax: Axes to draw on; a new figure if None.
-        bins: histogram bins.
-        title: a prefix for the title.
-
-    Returns:
-        The Axes.
-    """
-    log_w = _to_numpy("log_weights", log_weights, ndim=1)
-    if log_w.size == 0:
-        raise ValueError("`log_weights` is empty")
-    if np.isposinf(log_w).any():
-        raise ValueError("`log_weights` contains +inf")
-    if not np.isfinite(log_w).any():
-        raise ValueError("`log_weights` are all -inf: every weight is zero")
-    n = log_w.size
-    finite = log_w[np.isfinite(log_w)]
-    log_norm = finite - (finite.max() + np.log(np.exp(finite - finite.max()).sum()))
-    ess = _effective_sample_size(finite)
-    ax = _new_axes(ax)
-    ax.hist(log_norm, bins=bins, color="C0", alpha=0.8)
-    ax.axvline(-np.log(n), color="k", ls="--", lw=1, label="uniform weight 1/N")
-    ax.set_xlabel("log normalised weight")
-    ax.set_ylabel("count")
-    ax.legend(loc="upper left")
-    head = f"{title}: " if title else ""
-    ax.set_title(f"{head}ESS = {ess:.1f} of N = {n} ({100 * ess / n:.1f}%)")
-    return ax
-
-
-# --------------------------------------------------------------------------- pendulum
-def _pendulum_angles(states: np.ndarray) -> np.ndarray:
-    """Angles (…, T) from angles (…, T), states [θ, θ̇] (…, T, 2) or obs [cos θ, sin θ, θ̇]."""
-    if states.ndim == 1:
-        return states[None]
-    if states.ndim == 2 and states.shape[-1] not in (2, 3):
-        raise ValueError(
-            "`states` of rank 2 must be (T, 2) states [θ, θ̇] or (T, 3) observations "
-            f"[cos θ, sin θ, θ̇]; got shape {states.shape}. Pass a batch of angles as (N, T, 1)"
-        )
-    if states.ndim == 2:
-        states = states[None]
-    if states.shape[-1] == 1:
-        return states[..., 0]
-    if states.shape[-1] == 2:
-        return states[..., 0]
-    if states.shape[-1] == 3:
-        return np.arctan2(states[..., 1], states[..., 0])
-    raise ValueError(
-        f"`states` must end in 1, 2 or 3 features (θ; [θ, θ̇]; [cos θ, sin θ, θ̇]), got shape "
-        f"{states.shape}"
-    )
-
-
-def plot_pendulum(
-    states, dt: float = 0.05, *, ax: Axes | None = None, title: str | None = None
-) -> Axes:
-    """Pendulum angle against time; θ = 0 is upright (gymnasium's Pendulum convention).
-
-    Angles are wrapped to (−π, π] and the line is broken where it wraps, so a full swing does
-    not draw a vertical bar.
-
-    Args:
-        states: angles θ (T,); states [θ, θ̇] (T, 2); observations [cos θ, sin θ, θ̇] (T, 3);
-            or a batch of any of these with a leading N (N, T, 1|2|3).
-        dt: seconds per step (> 0).
-        ax: Axes to draw on; a new figure if None.
-        title: Axes title.
-
-    Returns:
-        The Axes.
-    """
-    x = _to_numpy("states", states, ndim=(1, 2, 3))
-    if not np.isfinite(x).all():
-        raise ValueError("`states` must be finite")
-    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-        raise ValueError(f"`dt` must be a positive number of seconds, got {dt!r}")
-    theta = _pendulum_angles(x)
-    if theta.shape[-1] == 0:
-        raise ValueError("`states` has no time steps")
-    wrapped = np.mod(theta + np.pi, 2 * np.pi) - np.pi
-    t = dt * np.arange(theta.shape[-1])
-    ax = _new_axes(ax)
-    for i, th in enumerate(wrapped):
-        y = th.copy()
-        y[1:][np.abs(np.diff(th)) > np.pi] = np.nan  # break the line at a wrap
-        ax.plot(t, y, lw=1.2, color="C0", alpha=1.0 if len(wrapped) == 1 else 0.5,
-                label="θ" if i == 0 else None)  # fmt: skip
-    ax.axhline(0.0, color="k", lw=0.8, ls="--", label="upright")
-    ax.set_ylim(-np.pi - 0.2, np.pi + 0.2)
-    ax.set_yticks([-np.pi, -np.pi / 2, 0, np.pi / 2, np.pi], ["−π", "−π/2", "0", "π/2", "π"])
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("angle θ (rad)")
-    ax.legend(loc="upper right")
-    if title is not None:
-        ax.set_title(title)
-    return ax
