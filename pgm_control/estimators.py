@@ -302,8 +302,7 @@ def _loo_mean(cost: torch.Tensor, context: torch.Tensor | None):
     if context is None:
         has_other = torch.full_like(cost, n > 1, dtype=torch.bool)
         return (cost.sum() - cost) / max(n - 1, 1), has_other
-    key = torch.broadcast_to(context, cost.shape).reshape(-1)
-    _, group = torch.unique(key, return_inverse=True)
+    group = torch.broadcast_to(context, cost.shape).reshape(-1)  # small integers ≥ 0
     sums = torch.zeros(int(group.max()) + 1, dtype=cost.dtype, device=cost.device)
     sums.index_add_(0, group, cost)
     counts = torch.bincount(group).to(cost.dtype)[group]
