@@ -248,9 +248,7 @@ def _particle_traces(model, guide, args, kwargs, num_particles, estimator, impor
                 "(pgm_control.guides.particles_plate(num_particles)), or with no plate and "
                 "values of shape (num_particles,)"
             )
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-        *args, **kwargs
-    )
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     if is_validation_enabled():
         check_model_guide_match(model_trace, guide_trace, max_plate_nesting=1)
     guide_trace = prune_subsample_sites(guide_trace)
