@@ -40,11 +40,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from pgm_control.backward import log_evidence, optimal_elbo, soft_policy_evaluation
+from pgm_control.backward import _step_weights, log_evidence, optimal_elbo, soft_policy_evaluation
 from pgm_control.elbo import trajectory_elbo
 from pgm_control.estimators import exact_elbo
 from pgm_control.mdp import TabularMDP, _check_mdp
-from pgm_control.validation import check_positive_int
+from pgm_control.validation import check_positive_int, check_temperature
 
 from .contract import announce_parameters, particles_plate
 
@@ -74,6 +74,33 @@ class _Categorical(dist.Categorical):
             u = torch.rand(cdf.shape[:-1] + (1,), dtype=cdf.dtype, device=cdf.device)
             idx = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
             return idx.clamp(max=self._num_events - 1).squeeze(-1)
+
+
+def _soft_advantage(mdp, log_q, temperature, observed_steps) -> torch.Tensor:
+    """Aₜ(s,a) = (Qₜ^q(s,a) − Vₜ^q(s))/α + log p(a|s) − log qₜ(a|s), indexed [t, s, a].
+
+    The soft advantage of the policy q under the true dynamics (Q^q, V^q from
+    :func:`pgm_control.backward.soft_policy_evaluation`); E_q[Aₜ(s,·)] = 0. It is what the ELBO's
+    gradient with respect to a softmax logit θₜ(s,a) becomes once divided by the Fisher
+    diagonal dₜ(s)·qₜ(a|s) — computed without that factor, so it never underflows. 0 where the
+    prior forbids the action.
+    """
+    values = soft_policy_evaluation(
+        mdp, log_q.exp(), temperature=temperature, observed_steps=observed_steps
+    )
+    alpha = values.temperature
+    log_prior = mdp.log_action_prior.to(log_q.dtype).expand_as(log_q)
+    allowed = torch.isfinite(log_prior) & torch.isfinite(log_q)
+    entropy = torch.where(allowed, log_prior - log_q, torch.zeros_like(log_q))
+    advantage = (values.q - values.v[:-1, :, None]) / alpha + entropy
+    return torch.where(allowed, advantage, torch.zeros_like(advantage))
+
+
+def _weighted_mean(x: torch.Tensor, w: torch.Tensor, dim: int) -> torch.Tensor:
+    """Σ w·x / Σ w over ``dim`` (w broadcast against x); the plain mean where Σ w = 0."""
+    total = w.sum(dim, keepdim=True)
+    weighted = (w * x).sum(dim, keepdim=True) / torch.where(total > 0, total, 1.0)
+    return torch.where(total > 0, weighted, x.mean(dim, keepdim=True)).squeeze(dim)
 
 
 class TabularGuide(torch.nn.Module):
@@ -251,6 +278,16 @@ class StationaryGuide(TabularGuide):
             d = self._visits(mdp, log_pi)[:-1]
             return {"logits": (d[:, :, None] * log_pi.exp()).sum(0)}  # Σₜ dₜ(s)·q(a|s)
 
+    def natural_direction(self, mdp=None, *, temperature=1.0, observed_steps=None, **_kw):
+        """Σₜ dₜ(s)·Aₜ(s,a) / Σₜ dₜ(s): the soft advantage averaged over the visits of s
+        (the gradient ÷ its Fisher diagonal Σₜ dₜ(s)·q(a|s), with q cancelled, not divided)."""
+        mdp = self._match(mdp)
+        with torch.no_grad():
+            log_q = self.log_policy()
+            advantage = _soft_advantage(mdp, log_q, temperature, observed_steps)
+            d = self._visits(mdp, log_q)[:-1, :, None]
+            return {"logits": _weighted_mean(advantage, d.expand_as(advantage), 0)}
+
 
 class TimeVaryingGuide(TabularGuide):
     """``"tabular_time_varying"``: qₜ(a|s) ∝ p(a|s)·exp θ[t, s, a], θ of shape (T, S, A).
@@ -287,25 +324,16 @@ class TimeVaryingGuide(TabularGuide):
     ) -> dict[str, torch.Tensor]:
         """The natural gradient of the table: the soft advantage of the current policy.
 
-        ``Δθₜ(s,a) = (Qₜ^q(s,a) − Vₜ^q(s))/α + log p(a|s) − log qₜ(a|s)``, with Q^q, V^q the soft
-        values of q itself (:func:`pgm_control.backward.soft_policy_evaluation`). It equals
-        ∂ELBO/∂θ ÷ (dₜ(s)·qₜ(a|s)) where that is defined (Kakade 2001), but carries no factor
-        dₜ·qₜ, so an action whose probability underflowed to 0 keeps its direction and can
-        recover. A step of 1 sets qₜ ∝ p(a|s)·exp(Qₜ^q/α): soft policy iteration, exact after
-        T steps at any temperature.
+        ``Δθₜ(s,a) = (Qₜ^q(s,a) − Vₜ^q(s))/α + log p(a|s) − log qₜ(a|s)`` (:func:`_soft_advantage`).
+        It equals ∂ELBO/∂θ ÷ (dₜ(s)·qₜ(a|s)) where that is defined (Kakade 2001), but carries no
+        factor dₜ·qₜ, so an action whose probability underflowed to 0 keeps its direction and
+        can recover. A step of 1 sets qₜ ∝ p(a|s)·exp(Qₜ^q/α): soft policy iteration, exact
+        after T steps at any temperature.
         """
         mdp = self._match(mdp)
         with torch.no_grad():
             log_q = self.log_policy()
-            values = soft_policy_evaluation(
-                mdp, log_q.exp(), temperature=temperature, observed_steps=observed_steps
-            )
-            alpha = values.temperature
-            log_prior = mdp.log_action_prior.to(log_q.dtype).expand_as(log_q)
-            allowed = torch.isfinite(log_prior) & torch.isfinite(log_q)
-            entropy = torch.where(allowed, log_prior - log_q, torch.zeros_like(log_q))
-            advantage = (values.q - values.v[:-1, :, None]) / alpha + entropy
-            return {"logits": torch.where(allowed, advantage, torch.zeros_like(advantage))}
+            return {"logits": _soft_advantage(mdp, log_q, temperature, observed_steps)}
 
 
 class OpenLoopGuide(TabularGuide):
@@ -335,6 +363,15 @@ class OpenLoopGuide(TabularGuide):
         self._match(mdp)
         with torch.no_grad():
             return {"logits": torch.softmax(self.logits, dim=-1)}  # Σ_s dₜ(s)·qₜ(a) = qₜ(a)
+
+    def natural_direction(self, mdp=None, *, temperature=1.0, observed_steps=None, **_kw):
+        """Σ_s dₜ(s)·Aₜ(s,a): the soft advantage averaged over where the plan may be."""
+        mdp = self._match(mdp)
+        with torch.no_grad():
+            log_q = self.log_policy()
+            advantage = _soft_advantage(mdp, log_q, temperature, observed_steps)
+            d = self._visits(mdp, log_q)[:-1, :, None]
+            return {"logits": _weighted_mean(advantage, d.expand_as(advantage), 1)}
 
 
 class NeuralGuide(TabularGuide):
@@ -445,8 +482,47 @@ class FullPosteriorGuide(TimeVaryingGuide):
                 "dynamics_logits": occupancy[..., None] * log_qd.exp(),
             }
 
-    # three tables: the preconditioned gradient, not the time-varying policy's soft advantage
-    natural_direction = TabularGuide.natural_direction
+    def natural_direction(self, mdp=None, *, temperature=1.0, observed_steps=None, **_kw):
+        """The soft advantages of all three tables under the guide's *own* dynamics.
+
+        With Vₜ the guide's soft value, ``Vₜ(s) = Σₐ qₜ(a|s)·Gₜ(s,a)``,
+        ``Gₜ(s,a) = log p(a|s) − log qₜ(a|s) + Σ_s' qₜ(s'|s,a)·Hₜ(s,a,s')`` and
+        ``Hₜ(s,a,s') = r/α + log P(s'|s,a) − log qₜ(s'|s,a) + Vₜ₊₁(s')``, the directions are
+        H − E_q H (dynamics), G − V (policy) and log p0 − log q0 + V₀ − E (initial): each
+        table's gradient ÷ its Fisher diagonal, without the underflowing occupancy factor. A
+        step of 1 sets every table to the exact posterior's from the end backwards.
+        """
+        mdp = self._match(mdp)
+        with torch.no_grad():
+            alpha = check_temperature(temperature)
+            w = _step_weights(mdp, observed_steps).tolist()
+            log_pi, log_q0, log_qd = (
+                self.log_policy(),
+                self.log_initial(mdp),
+                self.log_dynamics(mdp),
+            )
+            log_prior, log_P = mdp.log_action_prior, mdp.log_transition
+            on_a, on_s = torch.isfinite(log_prior), torch.isfinite(log_P)
+            r = mdp.reward.to(log_pi.dtype) / alpha
+            zero = torch.zeros((), dtype=log_pi.dtype, device=log_pi.device)
+            v_next = torch.zeros(mdp.num_states, dtype=log_pi.dtype, device=log_pi.device)
+            d_pi, d_dyn = torch.empty_like(log_pi), torch.empty_like(log_qd)
+            for t in reversed(range(mdp.horizon)):  # indexed h[s, a, s']
+                h = torch.where(on_s, w[t] * r + log_P - log_qd[t], zero) + v_next
+                mean_h = (log_qd[t].exp() * torch.where(on_s, h, zero)).sum(-1)
+                d_dyn[t] = torch.where(on_s, h - mean_h[..., None], zero)
+                g = torch.where(on_a, log_prior - log_pi[t], zero) + mean_h
+                v = (log_pi[t].exp() * torch.where(on_a, g, zero)).sum(-1)
+                d_pi[t] = torch.where(on_a, g - v[:, None], zero)
+                v_next = v
+            on_0 = torch.isfinite(mdp.log_initial)
+            g0 = torch.where(on_0, mdp.log_initial - log_q0, zero) + v_next
+            mean_0 = (log_q0.exp() * torch.where(on_0, g0, zero)).sum()
+            return {
+                "logits": d_pi,
+                "initial_logits": torch.where(on_0, g0 - mean_0, zero),
+                "dynamics_logits": d_dyn,
+            }
 
     def optimum(self, mdp=None, *, temperature=1.0):
         """``log_evidence``: the family holds p(τ|O), so the ELBO can reach log p(O)."""

@@ -32,6 +32,21 @@ def test_soft_advantage_is_the_gradient_over_the_fisher_diagonal():
     assert (policy * direction).sum(-1).abs().max() < 1e-12  # E_q[advantage] = 0
 
 
+@pytest.mark.parametrize("family", ["tabular", "open_loop", "full_posterior"])
+def test_every_family_direction_is_its_gradient_over_its_fisher_diagonal(family):
+    mdp = pc.random_mdp(5, 3, 4, seed=4, random_action_prior=family != "open_loop")
+    guide = TABULAR_GUIDES[family](mdp)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in guide.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    ExactELBO().loss_and_grads(pc.control_model, guide, mdp, temperature=0.4)
+    direction = guide.natural_direction(mdp, temperature=0.4)
+    scale = guide.natural_scale(mdp)  # the Fisher diagonal, by its own (forward) code
+    for name, p in guide.named_parameters():
+        torch.testing.assert_close(direction[name], -p.grad / scale[name], atol=1e-9, rtol=1e-9)
+
+
 def test_natural_direction_survives_an_underflowed_action():
     """Where qₜ(a|s) underflows to 0 the gradient is 0, but the soft advantage is not."""
     mdp = pc.random_mdp(3, 2, 2, seed=3)
