@@ -61,6 +61,11 @@ guide without them through the same generic path):
   default where it exists). The time-varying table returns the soft advantage
   ``Qₜ^q(s,a)/α − Vₜ^q(s)/α + log p(a|s) − log qₜ(a|s)``, so a step of 1 is soft policy
   iteration.
+* ``log_tables(mdp, **model_kwargs)`` → ``(log qₜ(a|s) (T, S, A), log q(s₀) (S,) or None,
+  log qₜ(s'|s,a) (T, S, A, S) or None)``, None meaning the true p0 / P: the tables
+  ``read_guide_tables`` would read off the sites, bit for bit (rows renormalised as
+  ``Categorical(logits=...)`` does), without running them — several times faster for the
+  exact estimators. It must announce the guide's parameters like a call does.
 * ``attains_optimum = True`` — the family contains the policy that attains its yardstick;
   ``fit`` then warns when an optimiser converges short of it.
 

@@ -96,6 +96,11 @@ def _soft_advantage(mdp, log_q, temperature, observed_steps) -> torch.Tensor:
     return torch.where(allowed, advantage, torch.zeros_like(advantage))
 
 
+def _renormalised(logits: torch.Tensor) -> torch.Tensor:
+    """logits − logsumexp(logits): what ``Categorical(logits=...)`` stores, row by row."""
+    return logits - logits.logsumexp(dim=-1, keepdim=True)
+
+
 def _weighted_mean(x: torch.Tensor, w: torch.Tensor, dim: int) -> torch.Tensor:
     """Σ w·x / Σ w over ``dim`` (w broadcast against x); the plain mean where Σ w = 0."""
     total = w.sum(dim, keepdim=True)
@@ -139,6 +144,20 @@ class TabularGuide(torch.nn.Module):
     def log_dynamics(self, mdp: TabularMDP) -> torch.Tensor | None:
         """log qₜ(s'|s,a), (T, S, A, S); None means the true P (shared dynamics)."""
         return None
+
+    def log_tables(self, mdp: TabularMDP | None = None, **_model_kwargs):
+        """The contract's optional speed-up: (log qₜ(a|s), log q(s₀), log qₜ(s'|s,a)), the last
+        two None for the true p0 and P — exactly what ``read_guide_tables`` reads off this
+        guide's sites (each row renormalised as ``Categorical(logits=...)`` does), without
+        running them. Announces the parameters like a call does."""
+        mdp = self._match(mdp)
+        announce_parameters(self, self.name)
+        log_q0, log_qd = self.log_initial(mdp), self.log_dynamics(mdp)
+        return (
+            _renormalised(self.log_policy()),
+            None if log_q0 is mdp.log_initial else _renormalised(log_q0),
+            None if log_qd is None else _renormalised(log_qd),
+        )
 
     def policy(self) -> torch.Tensor:
         """qₜ(a|s) as probabilities, indexed as [t, s, a], shape (T, S, A), detached."""

@@ -119,7 +119,9 @@ def _same(table: torch.Tensor, truth: torch.Tensor) -> bool:
     return bool((diff <= tol * (1 + truth.abs()[finite])).all())
 
 
-def read_guide_tables(guide, mdp: TabularMDP, **model_kwargs) -> GuideTables:
+def read_guide_tables(
+    guide, mdp: TabularMDP, *, use_capability: bool = True, **model_kwargs
+) -> GuideTables:
     """Read a tabular guide's tables in one vectorised run with every state and action pinned.
 
     ``qₜ(a|s) = q(aₜ = a | sₜ = s)`` read off the ``a_t`` site, ``qₜ(s'|s,a)`` off ``s_{t+1}``,
@@ -128,6 +130,9 @@ def read_guide_tables(guide, mdp: TabularMDP, **model_kwargs) -> GuideTables:
     Args:
         guide: any callable with the model's signature that samples ``s_0, a_t, s_{t+1}``.
         mdp: the :class:`~pgm_control.TabularMDP` (fixes T, S, A and the true p0, P).
+        use_capability: take the tables from the guide's optional ``log_tables`` capability
+            where it has one (a speed-up that must return exactly what is read here; see
+            :mod:`pgm_control.guides.contract`); False always reads the sites.
         **model_kwargs: passed on to the guide (``temperature`` etc.).
 
     Returns:
@@ -139,6 +144,10 @@ def read_guide_tables(guide, mdp: TabularMDP, **model_kwargs) -> GuideTables:
     """
     mdp = _check_mdp(mdp)
     T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
+    capability = getattr(guide, "log_tables", None) if use_capability else None
+    if callable(capability):
+        log_policy, log_initial, log_dynamics = capability(mdp, **model_kwargs)
+        return _tables(mdp, log_policy, log_initial, log_dynamics)
     n = S * A
     pin = torch.arange(n, device=mdp.device)
     states, actions = pin // A, pin % A  # particle n = s·A + a
@@ -163,9 +172,19 @@ def read_guide_tables(guide, mdp: TabularMDP, **model_kwargs) -> GuideTables:
     log_dynamics = torch.stack(
         [_rows(fns[f"s_{t + 1}"], S, n, f"s_{t + 1}").reshape(S, A, S) for t in range(T)]
     )
-    own_initial = not _same(log_initial, mdp.log_initial)
-    own_dynamics = not _same(log_dynamics, mdp.log_transition.expand(T, -1, -1, -1))
+    return _tables(mdp, log_policy, log_initial, log_dynamics)
+
+
+def _tables(mdp, log_policy, log_initial, log_dynamics) -> GuideTables:
+    """GuideTables, with q(s₀), qₜ(s'|s,a) dropped (None) where they are the true p0, P."""
+    T = mdp.horizon
+    own_initial = log_initial is not None and not _same(log_initial, mdp.log_initial)
+    truth = mdp.log_transition.expand(T, -1, -1, -1)
+    own_dynamics = log_dynamics is not None and not _same(log_dynamics, truth)
     learns = own_initial or own_dynamics
+    if learns:
+        log_initial = mdp.log_initial if log_initial is None else log_initial
+        log_dynamics = truth if log_dynamics is None else log_dynamics
     return GuideTables(
         log_policy,
         log_initial if learns else None,

@@ -84,6 +84,21 @@ def test_tables_read_off_any_guide_are_its_policy():
             )
 
 
+@pytest.mark.parametrize("family", sorted(TABULAR_GUIDES))
+def test_the_log_tables_speed_up_returns_exactly_what_the_sites_give(family):
+    mdp = pc.random_mdp(4, 3, 4, seed=17, random_action_prior=family != "open_loop")
+    guide = TABULAR_GUIDES[family](mdp)
+    g = torch.Generator().manual_seed(18)
+    with torch.no_grad():
+        for p in guide.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=DT))
+    fast = read_guide_tables(guide, mdp)
+    read = read_guide_tables(guide, mdp, use_capability=False)
+    assert fast.learns_dynamics == read.learns_dynamics
+    for a, b in zip(fast[:3], read[:3]):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
 def test_exact_elbo_of_a_plain_function_guide_by_three_routes_with_gradients():
     mdp = pc.random_mdp(3, 2, 4, seed=4, random_action_prior=True)
     w = _random_w(mdp, 5)
