@@ -5,6 +5,7 @@ of the exact ELBO divided by dₜ(s)·qₜ(a|s) (where that is defined); the fit
 `optimal_elbo` (soft value iteration) across temperatures α = 1e-4 … 10.
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,3 +74,24 @@ def test_natural_gradient_default_reaches_the_optimum_for_every_temperature(alph
         res = fit(mdp, temperature=alpha, progress=False)
         assert res.extra["optimizer"] == "natural" and res.extra["converged"]
         assert res.gap <= 1e-9 * (1 + abs(res.optimum)), (seed, res.gap)
+
+
+@pytest.mark.parametrize("family", ["tabular_time_varying", "full_posterior", "tabular"])
+def test_fit_in_float32_reaches_the_float64_result(family):
+    m64 = pc.random_mdp(5, 3, 6, seed=6)
+    m32 = pc.TabularMDP(
+        transition=m64.transition.to(torch.float32),
+        reward=m64.reward.to(torch.float32),
+        initial=m64.initial.to(torch.float32),
+        horizon=m64.horizon,
+    )
+    r32 = fit(m32, family, temperature=0.5, progress=False)
+    r64 = fit(m64, family, temperature=0.5, progress=False)
+    assert r32.policy.dtype == torch.float32 and r32.guide.logits.dtype == torch.float32
+    eps = torch.finfo(torch.float32).eps
+    # the ELBO sums ~T·S·A terms of size ~|ELBO|: allow that many float32 roundings
+    tol = 8 * m64.horizon * 3 * eps * (1 + abs(r64.exact_elbo))
+    assert abs(r32.exact_elbo - r64.exact_elbo) <= tol
+    torch.testing.assert_close(r32.policy.double(), r64.policy, atol=1e-4, rtol=0)
+    mc = fit(m32, family, estimator="rao_blackwell", num_particles=200, steps=3, progress=False)
+    assert np.isfinite(mc.elbo).all() and np.isfinite(mc.gap)
