@@ -66,7 +66,10 @@ def _split_mdp(args, kwargs):
     return None, kwargs
 
 
-_CHECKED_MODELS: dict = {}  # (id(model), id(mdp), kwargs) -> (model, mdp): checked once each
+# (id(model), id(mdp), kwargs) -> (model, mdp): checked once each; the references keep the ids
+# from being reused, the bound keeps a long sweep over many MDPs from holding them all
+_CHECKED_MODELS: dict = {}
+_CHECKED_MAX = 64
 
 
 def _check_control_model(model, mdp, kwargs, estimator: str):
@@ -100,6 +103,8 @@ def _check_control_model(model, mdp, kwargs, estimator: str):
             f"closed form; model {label!r} has other distributions than the MDP's p0, action "
             "prior and P. Use 'score' or 'rao_blackwell' for other models."
         )
+    if len(_CHECKED_MODELS) >= _CHECKED_MAX:
+        _CHECKED_MODELS.pop(next(iter(_CHECKED_MODELS)))  # the oldest
     _CHECKED_MODELS[key] = (model, mdp)
 
 
