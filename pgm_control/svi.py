@@ -39,7 +39,6 @@ import pyro.util
 import torch
 from pyro import poutine
 from pyro.optim import PyroOptim
-from pyro.optim.clipped_adam import ClippedAdam
 from tqdm.auto import tqdm
 
 from .backward import log_evidence, optimal_elbo
@@ -50,11 +49,19 @@ from .guide_tables import read_guide_tables
 from .guides import CONTINUOUS_GUIDES, TABULAR_GUIDES
 from .mdp import TabularMDP, _check_mdp
 from .models import continuous_control_model, control_model
+from .optimizers import (
+    DEFAULT_OPTIMIZER,
+    DEFAULTS,
+    OPTIMIZERS,
+    NaturalGradientAscent,
+    OptimizerDefaults,
+    build_optimizer,
+    has_natural_direction,
+)
 from .validation import (
     check_callable,
     check_int,
     check_optional_positive_int,
-    check_positive_float,
     check_positive_int,
     check_temperature,
 )
@@ -69,80 +76,9 @@ __all__ = [
     "CONTINUOUS_ESTIMATORS",
 ]
 
-OPTIMIZERS = ("natural", "lbfgs", "adam", "clipped_adam", "sgd")
 CONTINUOUS_ESTIMATORS = ("reparam", "score")
-_EXACT = ("exact", "enum")
 _TOLERANCE = {"natural": 1e-13, "lbfgs": 1e-10}  # relative ELBO gain that counts as converged
 _CONTINUOUS_MODEL_ARGS = ("initial_state", "vectorized", "action_prior")
-
-
-class _Defaults(typing.NamedTuple):
-    steps: int
-    lr: float
-    lr_end: float | None  # exponential decay to this lr over the steps (None: constant)
-    num_particles: int | None
-
-
-# settings by (kind of problem, optimiser); see `fit` for what each one is
-_DEFAULTS = {
-    ("exact", "natural"): _Defaults(200, 1.0, None, None),
-    ("exact", "lbfgs"): _Defaults(100, 1.0, None, None),
-    ("exact", "adam"): _Defaults(1000, 0.05, None, None),
-    ("exact", "clipped_adam"): _Defaults(1000, 0.05, None, None),
-    ("exact", "sgd"): _Defaults(1000, 0.1, None, None),
-    # Monte-Carlo on a tabular MDP (measured in benchmarks/svi_convergence.py, "defaults")
-    ("particles", "clipped_adam"): _Defaults(200, 0.05, 0.002, 4000),
-    ("particles", "adam"): _Defaults(1000, 0.05, None, 4000),
-    ("particles", "sgd"): _Defaults(1000, 0.1, None, 4000),
-    ("continuous", "adam"): _Defaults(1000, 1e-3, None, 64),
-    ("continuous", "clipped_adam"): _Defaults(1000, 1e-3, None, 64),
-    ("continuous", "sgd"): _Defaults(1000, 1e-3, None, 64),
-}
-_DEFAULT_OPTIMIZER = {"particles": "clipped_adam", "continuous": "adam"}
-
-
-class NaturalGradientAscent:
-    """Natural-gradient ascent on an exact ELBO, for guides with ``natural_direction``.
-
-    Each step moves every parameter along the direction the guide reports (the contract's
-    optional capability: ``guide.natural_direction(mdp, temperature=α, ...)``, called after the
-    gradients of −ELBO were set) by ``lr``, halving the step until the ELBO does not decrease.
-    For the softmax tables that direction is the gradient preconditioned by the diagonal of its
-    Fisher information (Kakade 2001): it undoes the factor dₜ(s)·qₜ(a|s) that makes plain
-    gradients vanish in rarely visited states and saturated actions, so it does not stall at
-    low temperatures the way LBFGS can. For ``"tabular_time_varying"`` the direction is the soft
-    advantage of the current policy and a step of 1 is soft policy iteration: the optimum in T
-    steps, for any α.
-    """
-
-    def __init__(self, guide, lr: float = 1.0, *, max_halvings: int = 40):
-        self.guide, self.lr, self.max_halvings = guide, lr, max_halvings
-
-    def step(self, closure, loss_fn, mdp, model_kwargs=None) -> float:
-        """One step; ``closure()`` returns −ELBO and sets gradients, ``loss_fn()`` returns −ELBO."""
-        loss = float(closure())
-        with torch.no_grad():
-            direction = self.guide.natural_direction(mdp, **(model_kwargs or {}))
-            named = dict(self.guide.named_parameters())
-            start = {n: p.detach().clone() for n, p in named.items()}
-            step = self.lr
-            for _ in range(self.max_halvings):
-                for n, p in named.items():
-                    p.copy_(start[n] + step * direction[n])
-                if float(loss_fn()) <= loss + 1e-12 * (1 + abs(loss)):
-                    return loss
-                step *= 0.5
-            for n, p in named.items():  # no ascent found: stay put
-                p.copy_(start[n])
-        return loss
-
-
-def _has_natural_direction(guide, mdp, model_kwargs) -> bool:
-    probe = getattr(guide, "natural_direction", None)
-    if not callable(probe) or not hasattr(guide, "named_parameters"):
-        return False
-    with torch.no_grad():
-        return probe(mdp, **model_kwargs) is not None
 
 
 def _guide_label(guide) -> str:
@@ -210,71 +146,6 @@ def _snapshot(guide, params) -> dict:
         for name, unconstrained in store.named_parameters()
         if id(unconstrained) in ids
     }
-
-
-def _build_optimizer(optimizer, params, guide, lr, steps, defaults, natural_ok, estimator):
-    """(torch/pyro optimiser, its name, lr) — see :func:`fit` for what is accepted."""
-    if isinstance(optimizer, PyroOptim):
-        if lr is not None:
-            raise ValueError("`lr` is set inside a pyro.optim optimiser; pass lr=None")
-        name = getattr(optimizer, "pt_optim_constructor", type(optimizer)).__name__
-        return optimizer, name, None
-    if isinstance(optimizer, str):
-        name = optimizer.lower()
-        if name not in OPTIMIZERS:
-            raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}")
-        d = defaults(name)
-        lr = d.lr if lr is None else check_positive_float("lr", lr)
-        if name == "natural":
-            if not natural_ok:
-                raise ValueError(
-                    "optimizer='natural' needs an exact estimator ('exact' or 'enum') on a "
-                    "TabularMDP and a guide with the optional `natural_direction` capability "
-                    f"(softmax tables); got {estimator!r} and {_guide_label(guide)!r}. Use "
-                    "'lbfgs' or 'adam'."
-                )
-            return NaturalGradientAscent(guide, lr), name, lr
-        if name == "lbfgs":
-            if estimator not in _EXACT:
-                raise ValueError(
-                    "LBFGS needs a deterministic objective; with a Monte-Carlo estimator "
-                    f"({estimator!r}) use 'adam' or 'sgd'"
-                )
-            opt = torch.optim.LBFGS(
-                params,
-                lr=lr,
-                max_iter=20,
-                history_size=50,
-                line_search_fn="strong_wolfe",
-                tolerance_grad=1e-12,
-                tolerance_change=1e-16,
-            )
-        elif name == "adam":
-            opt = torch.optim.Adam(params, lr=lr)
-        elif name == "clipped_adam":
-            # gradients clipped at 10 per coordinate: pathwise gradients through long rollouts
-            # of chaotic dynamics occasionally explode; `lrd` decays lr geometrically per step
-            lrd = 1.0 if d.lr_end is None else (d.lr_end / lr) ** (1 / steps)
-            opt = ClippedAdam(params, lr=lr, clip_norm=10.0, lrd=lrd)
-        else:
-            opt = torch.optim.SGD(params, lr=lr)
-        return opt, name, lr
-    if (
-        isinstance(optimizer, type)
-        and issubclass(optimizer, torch.optim.Optimizer)
-        or callable(optimizer)
-    ):
-        opt = optimizer(params) if lr is None else optimizer(params, lr=lr)
-        if not isinstance(opt, torch.optim.Optimizer):
-            raise TypeError(
-                "a callable `optimizer` must return a torch.optim.Optimizer when called with the "
-                f"guide's parameters, got {type(opt).__name__}"
-            )
-        return opt, type(opt).__name__, lr
-    raise TypeError(
-        f"`optimizer` must be a name in {OPTIMIZERS}, a torch optimiser class/factory, or a "
-        f"pyro.optim optimiser; got {type(optimizer).__name__}"
-    )
 
 
 @contextlib.contextmanager
@@ -492,13 +363,13 @@ def _fit_loop(
             yardstick(mdp, temperature=model_kwargs["temperature"],
                       observed_steps=model_kwargs.get("observed_steps"))
         )  # fmt: skip
-    natural_ok = regime == "exact" and _has_natural_direction(guide, mdp, model_kwargs)
+    natural_ok = regime == "exact" and has_natural_direction(guide, mdp, model_kwargs)
     if optimizer is None:
         optimizer = "natural" if natural_ok else "lbfgs" if regime == "exact" else None
-        optimizer = optimizer or _DEFAULT_OPTIMIZER[regime]
+        optimizer = optimizer or DEFAULT_OPTIMIZER[regime]
 
     def defaults(name):
-        return _DEFAULTS.get((regime, name), _Defaults(1000, 0.05, None, None))
+        return DEFAULTS.get((regime, name), OptimizerDefaults(1000, 0.05, None, None))
 
     opt_name = optimizer.lower() if isinstance(optimizer, str) else None
     if steps is None:
@@ -514,9 +385,10 @@ def _fit_loop(
             est_name, elbo_est = make_estimator(estimator, run.num_particles)
     elif regime != "exact":
         run.num_particles = getattr(elbo_est, "num_particles", None)
-    opt, run.optimizer, run.lr = _build_optimizer(
-        optimizer, run.params, guide, lr, steps, defaults, natural_ok, est_name
-    )
+    opt, run.optimizer, run.lr = build_optimizer(
+        optimizer, run.params, lr, steps=steps, defaults=defaults, guide=guide,
+        natural_ok=natural_ok, deterministic=regime == "exact", estimator=est_name,
+    )  # fmt: skip
     params = run.params
 
     def closure():
