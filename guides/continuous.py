@@ -31,8 +31,6 @@ non-differentiable so that ``Trace_ELBO`` uses the score-function estimator inst
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import math
 
 import numpy as np
@@ -40,12 +38,13 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions import TorchDistribution, constraints
-from pyro.nn import PyroModule, PyroParam
 from pyro.poutine.runtime import get_plates
 from torch import nn
 from torch.distributions.utils import broadcast_all
 
 from pgm_control.continuous import ContinuousMDP, _check_continuous
+
+from .contract import announce_parameters, particles_plate
 
 __all__ = [
     "SquashedNormal",
@@ -59,7 +58,11 @@ __all__ = [
 ]
 
 _LOG2 = math.log(2.0)
-_instance_counter = itertools.count()
+
+
+def _raw_state(s: torch.Tensor) -> torch.Tensor:
+    """The default network input: the state itself."""
+    return s
 
 
 def squashed_normal_log_prob(
@@ -161,7 +164,7 @@ def _plate_batch_shape() -> torch.Size:
     return torch.Size(shape)
 
 
-class SquashedGaussianGuide(PyroModule):
+class SquashedGaussianGuide(nn.Module):
     """Base class: a rollout of the true dynamics under q(aₜ|sₜ) given by ``self.policies()``.
 
     Called with the model's signature; samples ``s_0`` (unless ``initial_state`` is given),
@@ -178,14 +181,11 @@ class SquashedGaussianGuide(PyroModule):
     family = "squashed_gaussian"
 
     def __init__(self, mdp: ContinuousMDP, *, name: str | None, reparameterized: bool = True):
-        if name is None:
-            # one param-store prefix per guide object: a PyroModule reloads its parameters
-            # from the global store by name, so two guides sharing a name would silently share
-            # (or overwrite) each other's weights
-            name = f"{type(self).family}_{next(_instance_counter)}"
-        elif not isinstance(name, str) or not name:
+        if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"`name` must be a non-empty string or None, got {name!r}")
-        super().__init__(name)
+        super().__init__()
+        # the guide owns its parameters (announced under this prefix, never stored globally)
+        self.name = name or type(self).family
         mdp = _check_continuous(mdp)
         self.reparameterized = bool(reparameterized)
         self.state_dim, self.action_dim = mdp.state_dim, mdp.action_dim
@@ -194,8 +194,7 @@ class SquashedGaussianGuide(PyroModule):
 
     def policies(self):
         """The policy as a function (t, s) ↦ q(aₜ | sₜ = s), a :class:`SquashedNormal` with
-        batch shape s.shape[:-1]. Called once per trace: a PyroModule issues a
-        ``pyro.param`` at each parameter access, so parameters are read here, not per step."""
+        batch shape s.shape[:-1]. Called once per trace."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -230,12 +229,8 @@ class SquashedGaussianGuide(PyroModule):
                 f"this guide was built for state_dim={self.state_dim}, "
                 f"action_dim={self.action_dim}; got {mdp!r}"
             )
-        plate = (
-            pyro.plate("particles", num_particles, dim=-1)
-            if num_particles is not None
-            else contextlib.nullcontext()
-        )
-        with plate:
+        announce_parameters(self, self.name)
+        with particles_plate(num_particles):
             batch_shape = _plate_batch_shape()
             if initial_state is None:
                 s = pyro.sample("s_0", mdp.initial)  # the true p0: cancels in the ELBO
@@ -286,8 +281,8 @@ class GaussianMLPGuide(SquashedGaussianGuide):
         init_scale: σ of the initial (state-independent) policy before squashing.
         log_scale_min, log_scale_max: bounds of log σ.
         reparameterized: see :class:`SquashedGaussianGuide`.
-        name: the prefix of this guide's parameters in Pyro's param store; by default
-            unique to this object ("gaussian_mlp_<k>"), so guides never share parameters.
+        name: the prefix of this guide's ``param`` sites (default: the family name). The
+            guide owns its parameters, so guides never share them, whatever their names.
     """
 
     family = "gaussian_mlp"
@@ -311,7 +306,7 @@ class GaussianMLPGuide(SquashedGaussianGuide):
                 f"`init_scale`={init_scale} must lie in (exp({log_scale_min}), "
                 f"exp({log_scale_max}))"
             )
-        self.features = features if features is not None else (mdp.observe or (lambda s: s))
+        self.features = features if features is not None else (mdp.observe or _raw_state)
         dtype = mdp.action_low.dtype
         probe = self.features(mdp.initial.sample().to(dtype))
         widths = [probe.shape[-1], *hidden]
@@ -325,12 +320,11 @@ class GaussianMLPGuide(SquashedGaussianGuide):
             head.bias.zero_()
             frac = (math.log(init_scale) - log_scale_min) / (log_scale_max - log_scale_min)
             head.bias[self.action_dim :] = math.atanh(2 * frac - 1)
-        # a plain nn.Module child: Pyro registers its weights at each access of `self.net`
         self.net = nn.Sequential(*layers, head)
         self.log_scale_min, self.log_scale_max = log_scale_min, log_scale_max
 
     def policies(self):
-        net = self.net  # registers the MLP's weights with Pyro (once per trace)
+        net = self.net
         lo, hi = self.log_scale_min, self.log_scale_max
         low, high = self.low, self.high
 
@@ -370,10 +364,15 @@ class OpenLoopNormalGuide(SquashedGaussianGuide):
         shape = (mdp.horizon, self.action_dim)  # indexed as loc[t, action_dim]
         dtype = mdp.action_low.dtype
         self.horizon = mdp.horizon
-        self.loc = PyroParam(torch.full(shape, float(init_loc), dtype=dtype))
-        self.scale = PyroParam(
-            torch.full(shape, float(init_scale), dtype=dtype), constraint=constraints.positive
-        )
+        self.loc = nn.Parameter(torch.full(shape, float(init_loc), dtype=dtype))
+        # σ = exp(u): the positive constraint's bijection, as a PyroParam would store it
+        log_scale = torch.full(shape, float(init_scale), dtype=dtype).log()
+        self.scale_unconstrained = nn.Parameter(log_scale)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """σₜ = exp(uₜ), (T, action_dim)."""
+        return self.scale_unconstrained.exp()
 
     def policies(self):
         loc, scale = self.loc, self.scale  # (T, action_dim), read once per trace

@@ -20,36 +20,32 @@ parameters:
 ``"full_posterior"``       also learns q(s₀) and qₜ(s'|s,a); it contains p(τ|O) itself
 =========================  ==========================================================
 
-Every guide has
-
-* ``exact_elbo(mdp, temperature=...)`` — the ELBO computed exactly by a forward recursion over
-  the guide's own state distribution (differentiable; what the ``"exact"`` estimator uses),
-* ``policy()`` — qₜ(a|s) as (T, S, A) probabilities (detached),
-* ``optimum(mdp, temperature=...)`` — the best ELBO its family could reach in the limit of a
-  rich parameterisation (``optimal_elbo`` for the structured families, ``log_evidence`` for
-  ``"full_posterior"``), the yardstick of ``FitResult.gap``.
+They are ordinary guides in the sense of :mod:`pgm_control.guides.contract`: ``fit`` reads
+their tables off their sites like any guide's. Conveniences on top: ``policy()`` (qₜ(a|s) as
+(T, S, A) probabilities), ``exact_elbo(mdp, temperature=...)`` and ``optimum(mdp, ...)`` (the
+yardstick of ``FitResult.gap``: ``optimal_elbo``, or ``log_evidence`` for ``"full_posterior"``),
+and the optional capability ``natural_direction`` of the contract (all but ``"neural"``).
 
 Parameters live on the guide object, not in Pyro's global param store: each call announces
-them as ``param`` sites named ``"<guide name>.<parameter>"`` (exactly as Pyro does for a
-``PyroModule`` with ``module_local_params=True``), so ``pyro.infer.SVI`` and ``pyro.optim``
-find and update them, while two guides of the same family never share, and a stale store entry
-of another shape can never leak in.
+them as ``param`` sites named ``"<guide name>.<parameter>"``
+(:func:`~pgm_control.guides.contract.announce_parameters`), so ``pyro.infer.SVI`` and
+``pyro.optim`` find and update them, two guides of the same family never share, a stale store
+entry of another shape can never leak in, and ``pickle``/``torch.save`` round-trip the guide.
+``Family(mdp).load_state_dict(fitted.state_dict())`` rebuilds a fitted guide.
 """
 
 from __future__ import annotations
 
-import contextlib
-import weakref
-
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions import constraints
-from pyro.poutine.runtime import effectful
 
-from pgm_control.backward import _step_weights, log_evidence, optimal_elbo
+from pgm_control.backward import log_evidence, optimal_elbo, soft_policy_evaluation
 from pgm_control.elbo import trajectory_elbo
-from pgm_control.mdp import TabularMDP, _check_mdp, _check_temperature
+from pgm_control.estimators import exact_elbo
+from pgm_control.mdp import TabularMDP, _check_mdp
+
+from .contract import announce_parameters, particles_plate
 
 __all__ = [
     "TabularGuide",
@@ -61,18 +57,6 @@ __all__ = [
     "TABULAR_GUIDES",
     "trajectory_elbo",
 ]
-
-
-def _announce_param(fullname: str, value: torch.Tensor) -> torch.Tensor:
-    """A ``param`` site for a tensor the guide owns (Pyro's module-local parameter form).
-
-    ``pyro.infer.SVI`` collects ``site["value"].unconstrained()`` from param sites and hands the
-    tensors to ``pyro.optim``; no entry is written to the global param store.
-    """
-    value.unconstrained = weakref.ref(value)
-    return effectful(type="param")(lambda *_, **__: value)(
-        fullname, constraint=constraints.real, event_dim=None, name=fullname
-    )
 
 
 class _Categorical(dist.Categorical):
@@ -144,6 +128,26 @@ class TabularGuide(torch.nn.Module):
         """
         return None
 
+    def natural_direction(
+        self, mdp: TabularMDP | None = None, *, temperature: float = 1.0, **_model_kwargs
+    ) -> dict[str, torch.Tensor] | None:
+        """The natural-gradient ascent direction of each parameter (the contract's optional
+        capability), after the exact ELBO's gradients (of the loss −ELBO) were set.
+
+        ``−∂loss/∂θ ÷ (w·q)`` (see :meth:`natural_scale`) where w·q > 0, else 0; None for
+        families without a table per context.
+        """
+        scales = self.natural_scale(mdp)
+        if scales is None:
+            return None
+        direction = {}
+        for n, p in self.named_parameters():
+            g = p.grad if p.grad is not None else torch.zeros_like(p)
+            w = scales[n]
+            tiny = torch.finfo(w.dtype).tiny
+            direction[n] = torch.where(w > 0, -g / w.clamp(min=tiny), torch.zeros_like(g))
+        return direction
+
     def _visits(self, mdp, log_pi, log_q0=None, log_qd=None) -> torch.Tensor:
         """dₜ(s) under the guide (its own q(s₀) and qₜ(s'|s,a) when given), shape (T + 1, S)."""
         pi = log_pi.exp()
@@ -159,41 +163,13 @@ class TabularGuide(torch.nn.Module):
         return optimal_elbo(self._match(mdp), temperature=temperature)
 
     # ------------------------------------------------------------- the ELBO
-    def exact_elbo(
-        self,
-        mdp: TabularMDP | None = None,
-        *,
-        temperature: float = 1.0,
-        observed_steps=None,
-        optimality: str = "factor",
-        **_model_kwargs,
-    ) -> torch.Tensor:
-        """The exact ELBO of this guide against ``control_model(mdp, ...)``, differentiable.
+    def exact_elbo(self, mdp: TabularMDP | None = None, **model_kwargs) -> torch.Tensor:
+        """The exact ELBO of this guide against ``control_model(mdp, **model_kwargs)``.
 
-        Structured families: ``Σₜ Σ_s dₜ(s) Σ_a qₜ(a|s)·(r̄(s,a)/α + log p(a|s) − log qₜ(a|s))``
-        (:func:`trajectory_elbo`, the lecture's line 5; the same number as
-        :func:`pgm_control.policy_elbo`, by separate code). ``"full_posterior"``: the same
-        recursion with its learned q(s₀) and qₜ(s'|s,a). Announces the guide's param sites,
-        so Pyro's ``SVI`` sees the parameters when this is its loss. For
-        ``optimality="bernoulli"`` the model's
-        constant shift −(observed steps)·r_max/α is included, as in the model.
+        A convenience: :func:`pgm_control.estimators.exact_elbo` of this guide, which reads its
+        tables off its sites like any other guide's (differentiable).
         """
-        mdp = self._match(mdp)
-        self._announce_params()
-        elbo = trajectory_elbo(
-            mdp,
-            self.log_policy(),
-            log_initial=None if self.shares_dynamics else self.log_initial(mdp),
-            log_dynamics=self.log_dynamics(mdp),
-            temperature=temperature,
-            observed_steps=observed_steps,
-        )
-        if optimality == "bernoulli":
-            w = _step_weights(mdp, observed_steps)
-            elbo = elbo - w.sum() * mdp.reward.max() / _check_temperature(temperature)
-        elif optimality != "factor":
-            raise ValueError(f"`optimality` must be 'factor' or 'bernoulli', got {optimality!r}")
-        return elbo
+        return exact_elbo(self, self._match(mdp), **model_kwargs)
 
     # ------------------------------------------------------------- sampling
     def forward(
@@ -211,52 +187,25 @@ class TabularGuide(torch.nn.Module):
         Returns the list of sampled states, like the model.
         """
         mdp = self._match(mdp)
-        self._announce_params()
-        return self._sample(mdp, num_particles, enumerate_sites=False)
+        announce_parameters(self, self.name)
+        return self._sample(mdp, num_particles)
 
-    def enumerated(self):
-        """This guide with every site marked for parallel enumeration (for ``TraceEnum_ELBO``).
-
-        Time steps are *not* wrapped in ``pyro.markov``: Pyro's guide-side enumeration recycles
-        markov dims and silently returns a wrong ELBO for T ≥ 4. Without it, each of the 2T + 1
-        sites needs its own tensor dim, so the estimator refuses horizons past a limit.
-        """
-        return _EnumeratedGuide(self)
-
-    def _sample(self, mdp, num_particles, *, enumerate_sites: bool):
-        T, A = mdp.horizon, mdp.num_actions
+    def _sample(self, mdp, num_particles):
         log_pi = self.log_policy()
         log_q0 = self.log_initial(mdp)
         log_qd = self.log_dynamics(mdp)
         log_P = mdp.log_transition
-        if enumerate_sites:
-            steps, enum = range(T), {"enumerate": "parallel"}
-        else:
-            steps, enum = pyro.markov(range(T)), {}
-        plate = (
-            pyro.plate("particles", num_particles, dim=-1)
-            if num_particles is not None
-            else contextlib.nullcontext()
-        )
-        with plate:
-            s = pyro.sample("s_0", _Categorical(logits=log_q0), infer=dict(enum))
+        with particles_plate(num_particles):
+            s = pyro.sample("s_0", _Categorical(logits=log_q0))
             states = [s]
-            for t in steps:
-                # "context" names the state a site is conditioned on: the Rao-Blackwell
-                # estimator groups particles by it for its baseline b(s) (lecture: b(sₜ)).
-                ctx = {} if enumerate_sites else {"context": s}
-                a = pyro.sample(f"a_{t}", _Categorical(logits=log_pi[t, s]), infer={**enum, **ctx})
+            for t in pyro.markov(range(mdp.horizon)):
+                a = pyro.sample(f"a_{t}", _Categorical(logits=log_pi[t, s]))
                 logits = log_P[s, a] if log_qd is None else log_qd[t, s, a]
-                ctx = {} if enumerate_sites else {"context": s * A + a}
-                s = pyro.sample(f"s_{t + 1}", _Categorical(logits=logits), infer={**enum, **ctx})
+                s = pyro.sample(f"s_{t + 1}", _Categorical(logits=logits))
                 states.append(s)
         return states
 
     # ------------------------------------------------------------- plumbing
-    def _announce_params(self):
-        for pname, p in self.named_parameters():
-            _announce_param(f"{self.name}.{pname}", p)
-
     def _match(self, mdp):
         if mdp is None:
             return self.mdp
@@ -279,22 +228,6 @@ class TabularGuide(torch.nn.Module):
     def extra_repr(self) -> str:
         m = self.mdp
         return f"name={self.name!r}, T={m.horizon}, S={m.num_states}, A={m.num_actions}"
-
-
-class _EnumeratedGuide:
-    """A view of a tabular guide whose sites are enumerated in parallel (see ``enumerated``)."""
-
-    def __init__(self, guide: TabularGuide):
-        self.guide = guide
-
-    def __call__(self, mdp=None, *, temperature=1.0, num_particles=None, **_model_kwargs):
-        if num_particles is not None:
-            raise ValueError(
-                "an enumerated guide sums over every trajectory; `num_particles` must be None"
-            )
-        mdp = self.guide._match(mdp)
-        self.guide._announce_params()
-        return self.guide._sample(mdp, None, enumerate_sites=True)
 
 
 class StationaryGuide(TabularGuide):
@@ -342,6 +275,36 @@ class TimeVaryingGuide(TabularGuide):
             log_pi = self.log_policy()
             d = self._visits(mdp, log_pi)[:-1]
             return {"logits": d[:, :, None] * log_pi.exp()}  # dₜ(s)·qₜ(a|s)
+
+    def natural_direction(
+        self,
+        mdp: TabularMDP | None = None,
+        *,
+        temperature: float = 1.0,
+        observed_steps=None,
+        **_model_kwargs,
+    ) -> dict[str, torch.Tensor]:
+        """The natural gradient of the table: the soft advantage of the current policy.
+
+        ``Δθₜ(s,a) = (Qₜ^q(s,a) − Vₜ^q(s))/α + log p(a|s) − log qₜ(a|s)``, with Q^q, V^q the soft
+        values of q itself (:func:`pgm_control.backward.soft_policy_evaluation`). It equals
+        ∂ELBO/∂θ ÷ (dₜ(s)·qₜ(a|s)) where that is defined (Kakade 2001), but carries no factor
+        dₜ·qₜ, so an action whose probability underflowed to 0 keeps its direction and can
+        recover. A step of 1 sets qₜ ∝ p(a|s)·exp(Qₜ^q/α): soft policy iteration, exact after
+        T steps at any temperature.
+        """
+        mdp = self._match(mdp)
+        with torch.no_grad():
+            log_q = self.log_policy()
+            values = soft_policy_evaluation(
+                mdp, log_q.exp(), temperature=temperature, observed_steps=observed_steps
+            )
+            alpha = values.temperature
+            log_prior = mdp.log_action_prior.to(log_q.dtype).expand_as(log_q)
+            allowed = torch.isfinite(log_prior) & torch.isfinite(log_q)
+            entropy = torch.where(allowed, log_prior - log_q, torch.zeros_like(log_q))
+            advantage = (values.q - values.v[:-1, :, None]) / alpha + entropy
+            return {"logits": torch.where(allowed, advantage, torch.zeros_like(advantage))}
 
 
 class OpenLoopGuide(TabularGuide):
@@ -482,6 +445,9 @@ class FullPosteriorGuide(TimeVaryingGuide):
                 "initial_logits": log_q0.exp(),
                 "dynamics_logits": occupancy[..., None] * log_qd.exp(),
             }
+
+    # three tables: the preconditioned gradient, not the time-varying policy's soft advantage
+    natural_direction = TabularGuide.natural_direction
 
     def optimum(self, mdp=None, *, temperature=1.0):
         """``log_evidence``: the family holds p(τ|O), so the ELBO can reach log p(O)."""

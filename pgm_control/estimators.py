@@ -5,8 +5,9 @@ All four plug into ``pyro.infer.SVI(control_model, guide, optim, loss=...)`` and
 ``ELBO(q) = E_q[log p(τ, O) − log q(τ)]`` — with different bias/variance/cost:
 
 ================  =====================================================================
-``"exact"``       the guide's analytic ELBO (a forward recursion over its own state
-                  distribution) as a differentiable loss: zero variance, ~1 ms/step
+``"exact"``       any guide's analytic ELBO (its tables read off its sites, then a forward
+                  recursion over its own state distribution) as a differentiable loss:
+                  zero variance, a few ms/step
 ``"enum"``        Pyro's ``TraceEnum_ELBO`` summing over every trajectory of the guide:
                   exact too, by an independent route, for horizons T ≤ 31
 ``"score"``       ``Trace_ELBO`` with vectorised particles: the score-function gradient
@@ -25,16 +26,22 @@ provenance tracking is needed, which makes it ~20× faster than ``TraceGraph_ELB
 
 from __future__ import annotations
 
-import functools
+import re
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.elbo import ELBO
+from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.poutine.util import prune_subsample_sites
-from pyro.util import check_model_guide_match
+from pyro.util import check_if_enumerated, check_model_guide_match
+
+from .backward import _step_weights
+from .elbo import trajectory_elbo
+from .guide_tables import TableGuide, _same, read_guide_tables
+from .mdp import TabularMDP
+from .validation import check_positive_int, check_temperature
 
 __all__ = [
     "ExactELBO",
@@ -43,36 +50,11 @@ __all__ = [
     "RaoBlackwellELBO",
     "ESTIMATORS",
     "make_estimator",
+    "exact_elbo",
 ]
 
 # 2T + 1 enumerated sites need as many tensor dims; torch allows 64.
 MAX_ENUM_HORIZON = 31
-
-
-def _model_function(model):
-    while isinstance(model, functools.partial):
-        model = model.func
-    return model
-
-
-def _check_control_model(model, estimator: str):
-    from pgm_control.models.control import control_model
-
-    if _model_function(model) is not control_model:
-        raise TypeError(
-            f"the {estimator!r} estimator computes the ELBO of `pgm_control.control_model` in "
-            f"closed form; got model {getattr(model, '__name__', model)!r}. Use 'score' or "
-            "'rao_blackwell' for other models."
-        )
-
-
-def _check_exact_guide(guide, estimator: str, method: str):
-    if not callable(getattr(guide, method, None)):
-        raise TypeError(
-            f"the {estimator!r} estimator needs a tabular guide from `pgm_control.guides` "
-            f"(with a `{method}` method); got {type(guide).__name__}. Use 'score' or "
-            "'rao_blackwell' for other guides."
-        )
 
 
 def _split_mdp(args, kwargs):
@@ -84,14 +66,87 @@ def _split_mdp(args, kwargs):
     return None, kwargs
 
 
-class ExactELBO(ELBO):
-    """The guide's analytic ELBO as a Pyro loss: zero variance (Levine 2018, §4; line 5).
+_CHECKED_MODELS: dict = {}  # (id(model), id(mdp), kwargs) -> (model, mdp): checked once each
 
-    ``loss = −guide.exact_elbo(mdp, temperature=α, ...)``: for the structured families
-    ``−Σₜ Σ_s dₜ(s) Σ_a qₜ(a|s)·(r̄(s,a)/α + log p(a|s) − log qₜ(a|s))``, with dₜ the guide's
-    state distribution under the true dynamics. The model must be
-    :func:`pgm_control.control_model` (its arguments are the ELBO's arguments) and the guide a
-    tabular guide from :mod:`pgm_control.guides`. Use it with any optimiser, LBFGS included::
+
+def _check_control_model(model, mdp, kwargs, estimator: str):
+    """The model must be the tabular control model of ``mdp``: checked from its own trace.
+
+    Its latent sites must be ``s_0, a_t, s_{t+1}`` with p0, the action prior and P as their
+    distributions (read like a guide's tables, with every state and action pinned). The closed
+    form then stands in for it. Checked once per (model, mdp, arguments).
+    """
+    if not isinstance(mdp, TabularMDP):
+        raise TypeError(
+            f"the {estimator!r} estimator needs a TabularMDP as the model's first argument, "
+            f"got {type(mdp).__name__}"
+        )
+    key = (id(model), id(mdp), repr(sorted(kwargs.items())))
+    if key in _CHECKED_MODELS:
+        return
+    label = getattr(model, "__name__", type(model).__name__)
+    try:
+        tables = read_guide_tables(model, mdp, **kwargs)
+    except TypeError as err:
+        raise TypeError(
+            f"the {estimator!r} estimator computes the ELBO of `pgm_control.control_model` in "
+            f"closed form; model {label!r} does not sample its sites ({err}). Use 'score' or "
+            "'rao_blackwell' for other models."
+        ) from None
+    prior = mdp.log_action_prior.expand(mdp.horizon, -1, -1)
+    if tables.learns_dynamics or not _same(tables.log_policy, prior):
+        raise TypeError(
+            f"the {estimator!r} estimator computes the ELBO of `pgm_control.control_model` in "
+            f"closed form; model {label!r} has other distributions than the MDP's p0, action "
+            "prior and P. Use 'score' or 'rao_blackwell' for other models."
+        )
+    _CHECKED_MODELS[key] = (model, mdp)
+
+
+def exact_elbo(guide, mdp: TabularMDP, **model_kwargs) -> torch.Tensor:
+    """ELBO(q) of any tabular guide against ``control_model(mdp, **model_kwargs)``, exactly.
+
+    ``ELBO = E_q[log p0 − log q0 + Σₜ r/α + log p(aₜ|sₜ) − log qₜ(aₜ|sₜ) + log P − log qₜ(s'|s,a)]``
+    (the lecture's line 3; line 5 when the guide shares p0 and P): the guide's tables are read
+    off its sites (:func:`~pgm_control.guide_tables.read_guide_tables`) and summed by the
+    forward recursion of :func:`~pgm_control.elbo.trajectory_elbo`. Differentiable in the
+    guide's parameters. For ``optimality="bernoulli"`` the model's constant shift
+    −(observed steps)·r_max/α is included, as in the model.
+    """
+    kwargs = dict(model_kwargs)
+    if kwargs.pop("num_particles", None) is not None:
+        raise ValueError("the exact estimators draw no particles; drop `num_particles`")
+    optimality = kwargs.get("optimality", "factor")
+    tables = read_guide_tables(guide, mdp, **kwargs)
+    alpha = check_temperature(kwargs.get("temperature", 1.0))
+    observed_steps = kwargs.get("observed_steps")
+    elbo = trajectory_elbo(
+        mdp,
+        tables.log_policy,
+        log_initial=tables.log_initial,
+        log_dynamics=tables.log_dynamics,
+        temperature=alpha,
+        observed_steps=observed_steps,
+    )
+    if optimality == "bernoulli":  # the model's constant shift −(observed steps)·r_max/α
+        w = _step_weights(mdp, observed_steps)
+        elbo = elbo - w.sum().to(elbo.dtype) * mdp.reward.max().to(elbo.dtype) / alpha
+    elif optimality != "factor":
+        raise ValueError(f"`optimality` must be 'factor' or 'bernoulli', got {optimality!r}")
+    return elbo
+
+
+class ExactELBO(ELBO):
+    """Any tabular guide's exact ELBO as a Pyro loss: zero variance (Levine 2018, §4; line 3).
+
+    The guide's tables are read off its own sites (:func:`pgm_control.guide_tables.
+    read_guide_tables`: one vectorised run with every state and action pinned) and the ELBO is
+    the forward recursion of :func:`pgm_control.trajectory_elbo` over them —
+    ``Σₜ Σ_s dₜ(s) Σ_a qₜ(a|s)·(r̄(s,a)/α + log p(a|s) − log qₜ(a|s))`` for a guide sharing the
+    true dynamics, plus the log-ratios of q(s₀), qₜ(s'|s,a) for one that learns them. It is
+    differentiable in the guide's parameters, whatever the guide. The model must be
+    :func:`pgm_control.control_model` (checked from its trace once; its arguments are the
+    ELBO's arguments). Use it with any optimiser, LBFGS included::
 
         svi = pyro.infer.SVI(control_model, guide, pyro.optim.Adam({"lr": 0.1}), ExactELBO())
         svi.step(mdp, temperature=0.5)
@@ -104,10 +159,9 @@ class ExactELBO(ELBO):
         raise NotImplementedError("ExactELBO computes the ELBO in closed form; it draws no traces")
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        _check_control_model(model, "exact")
-        _check_exact_guide(guide, "exact", "exact_elbo")
         mdp, kwargs = _split_mdp(args, kwargs)
-        return -guide.exact_elbo(mdp, **kwargs)
+        _check_control_model(model, mdp, kwargs, "exact")
+        return -exact_elbo(guide, mdp, **kwargs)
 
     def loss(self, model, guide, *args, **kwargs):
         with torch.no_grad():
@@ -121,23 +175,29 @@ class ExactELBO(ELBO):
 
 
 class EnumELBO(TraceEnum_ELBO):
-    """``TraceEnum_ELBO`` over the guide's enumerated trajectories: exact, where it is exact.
+    """``TraceEnum_ELBO`` over every trajectory of the guide: exact, by an independent route.
 
-    The guide's sites ``s_0, a_t, s_{t+1}`` are all enumerated in parallel *without*
-    ``pyro.markov`` (guide-side markov enumeration silently gives a wrong ELBO for T ≥ 4), and
-    Pyro sums q(τ)·(log p(τ, O) − log q(τ)) over every trajectory by variable elimination.
-    That needs 2T + 1 tensor dims, so horizons past T = 31 are refused (use ``"exact"``).
-    Vectorised particles make no sense for a sum over all trajectories and are refused too.
+    The guide's tables are read off its sites (as for ``"exact"``) and a
+    :class:`~pgm_control.guide_tables.TableGuide` samples ``s_0, a_t, s_{t+1}`` from them, every
+    site enumerated in parallel *without* ``pyro.markov`` (guide-side markov enumeration
+    silently gives a wrong ELBO for T ≥ 4); Pyro sums q(τ)·(log p(τ, O) − log q(τ)) over every
+    trajectory by variable elimination. That needs 2T + 1 tensor dims, so horizons past T = 31
+    are refused (use ``"exact"``). Vectorised particles make no sense for a sum over all
+    trajectories and are refused too. Any guide works; no method is required of it.
     """
 
     def __init__(self):
         super().__init__(max_plate_nesting=0)
 
     def _enumerated(self, guide, args, kwargs):
-        _check_exact_guide(guide, "enum", "enumerated")
         mdp, _ = _split_mdp(args, kwargs)
-        horizon = getattr(mdp if mdp is not None else guide.mdp, "horizon", None)
-        if horizon is not None and horizon > MAX_ENUM_HORIZON:
+        horizon = getattr(mdp, "horizon", None)
+        if not isinstance(mdp, TabularMDP):
+            raise TypeError(
+                f"the 'enum' estimator needs a TabularMDP as the model's first argument, got "
+                f"{type(mdp).__name__}"
+            )
+        if horizon > MAX_ENUM_HORIZON:
             raise ValueError(
                 f"the 'enum' estimator enumerates 2T + 1 = {2 * horizon + 1} sites, each in its "
                 f"own tensor dim; torch allows 64, so it only works for T ≤ {MAX_ENUM_HORIZON}. "
@@ -147,7 +207,7 @@ class EnumELBO(TraceEnum_ELBO):
             raise ValueError(
                 "the 'enum' estimator sums over all trajectories; drop `num_particles`"
             )
-        return guide.enumerated()
+        return TableGuide(guide, enumerate=True)
 
     def loss(self, model, guide, *args, **kwargs):
         return super().loss(model, self._enumerated(guide, args, kwargs), *args, **kwargs)
@@ -161,23 +221,69 @@ class EnumELBO(TraceEnum_ELBO):
         return super().loss_and_grads(model, enum_guide, *args, **kwargs)
 
 
-class ScoreFunctionELBO(Trace_ELBO):
-    """``Trace_ELBO`` with ``num_particles`` trajectories drawn at once in a plate.
+def _particle_traces(model, guide, args, kwargs, num_particles, estimator, importance):
+    """(model trace, guide trace) of ``num_particles`` trajectories drawn at once.
 
-    Its gradient is the score-function (REINFORCE) estimator of the ELBO: per trajectory,
-    ``Σₜ ∇log qₜ(aₜ|sₜ) · R`` with the entropy-regularised return
+    The particle count reaches model and guide through their own ``num_particles`` argument,
+    so both open ``pyro.plate("particles", dim=-1)`` (the guide contract). A guide whose latent
+    sites come out with another shape is refused here, before it can silently share one draw
+    among all particles.
+    """
+    if kwargs.get("num_particles") is not None:
+        raise ValueError(
+            f"the {estimator!r} estimator draws its own particles; drop the model's "
+            "`num_particles` (set it on the estimator)"
+        )
+    kwargs = {**kwargs, "num_particles": num_particles}
+    if importance:  # log-probs and score parts computed, shapes checked (Trace_ELBO's way)
+        model_trace, guide_trace = get_importance_trace("flat", 1, model, guide, args, kwargs)
+    else:
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        replayed = poutine.replay(model, trace=guide_trace)
+        model_trace = poutine.trace(replayed).get_trace(*args, **kwargs)
+        guide_trace = prune_subsample_sites(guide_trace)
+        model_trace = prune_subsample_sites(model_trace)
+        if is_validation_enabled():
+            check_model_guide_match(model_trace, guide_trace, max_plate_nesting=1)
+    for name, site in guide_trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        batch = tuple(site["fn"].batch_shape)
+        if batch != (num_particles,):
+            raise ValueError(
+                f"the guide's site {name!r} has batch shape {batch} with num_particles="
+                f"{num_particles}: a guide must draw num_particles trajectories at once, inside "
+                'pyro.plate("particles", num_particles, dim=-1) as the model does '
+                "(pgm_control.guides.particles_plate(num_particles)), or with no plate and "
+                "values of shape (num_particles,)"
+            )
+    return model_trace, guide_trace
+
+
+class ScoreFunctionELBO(Trace_ELBO):
+    """``Trace_ELBO`` over ``num_particles`` trajectories drawn at once in the model's own plate.
+
+    The particle count goes to model and guide as their ``num_particles`` argument, so both
+    open ``pyro.plate("particles")`` (the guide contract); the loss is the mean over particles.
+    On a tabular MDP its gradient is the score-function (REINFORCE) estimator of the ELBO: per
+    trajectory, ``Σₜ ∇log qₜ(aₜ|sₜ) · R`` with the entropy-regularised return
     ``R = Σₜ (r/α + log p(aₜ|sₜ) − log qₜ(aₜ|sₜ))`` (lecture: max-ent policy gradient). Unbiased,
-    but every score is multiplied by the *whole* return: the high-variance baseline.
+    but every score is multiplied by the *whole* return: the high-variance baseline. With a
+    reparameterised continuous guide (estimator ``"reparam"``) the same loss gives the pathwise
+    gradient through the dynamics.
     """
 
     def __init__(self, num_particles: int = 1000):
-        _check_particles(num_particles)
-        super().__init__(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=0)
+        num_particles = check_positive_int("num_particles", num_particles)
+        super().__init__(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
 
-
-def _check_particles(num_particles):
-    if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
-        raise ValueError(f"`num_particles` must be a positive int, got {num_particles!r}")
+    def _get_traces(self, model, guide, args, kwargs):
+        model_trace, guide_trace = _particle_traces(
+            model, guide, args, kwargs, self.num_particles, "score", True
+        )
+        if is_validation_enabled():
+            check_if_enumerated(guide_trace)
+        yield model_trace, guide_trace
 
 
 def _loo_mean(cost: torch.Tensor, context: torch.Tensor | None):
@@ -206,9 +312,10 @@ class RaoBlackwellELBO(ELBO):
 
     One vectorised trace of N trajectories. Write the ELBO's terms in execution order,
     ``ℓ_k = Σ(model log-probs at site k and the factors after it) − log q(z_k)``, and the cost
-    to go ``C_k = Σ_{j≥k} ℓ_j``. For a site z_k conditioned on a state c_k (the guide's
-    ``infer={"context": c_k}``: sₜ for aₜ), let ``V̂_k`` be the mean of C_k over the *other*
-    particles with the same c_k. The gradient estimate is that of the surrogate
+    to go ``C_k = Σ_{j≥k} ℓ_j``. For a site z_k conditioned on a state c_k (read from the trace
+    by site name: sₜ for aₜ, (sₜ, aₜ) for sₜ₊₁; no hint is needed from the guide), let ``V̂_k``
+    be the mean of C_k over the *other* particles with the same c_k. The gradient estimate is
+    that of the surrogate
 
         ``mean_particles[ Σ_k log q(z_k) · stop_grad(C_k − C_m + V̂_m − V̂_k) ]``
 
@@ -242,7 +349,7 @@ class RaoBlackwellELBO(ELBO):
     def __init__(
         self, num_particles: int = 1000, *, baseline: str | None = "state", critic: bool = True
     ):
-        _check_particles(num_particles)
+        num_particles = check_positive_int("num_particles", num_particles)
         if baseline not in self._BASELINES:
             raise ValueError(f"`baseline` must be one of {self._BASELINES}, got {baseline!r}")
         super().__init__(num_particles=num_particles, max_plate_nesting=0)
@@ -253,28 +360,15 @@ class RaoBlackwellELBO(ELBO):
         return self._traces(model, guide, args, kwargs)
 
     def _traces(self, model, guide, args, kwargs):
-        if kwargs.get("num_particles") is not None:
-            raise ValueError(
-                "RaoBlackwellELBO draws its own particles; drop the model's `num_particles`"
-            )
-        if self.num_particles > 1:
-            plate = pyro.plate("num_particles_vectorized", self.num_particles, dim=-1)
-            model, guide = plate(model), plate(guide)
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
+        return _particle_traces(
+            model, guide, args, kwargs, self.num_particles, "rao_blackwell", False
         )
-        guide_trace = prune_subsample_sites(guide_trace)
-        model_trace = prune_subsample_sites(model_trace)
-        if is_validation_enabled():
-            check_model_guide_match(model_trace, guide_trace, max_plate_nesting=1)
-        return model_trace, guide_trace
 
     def _surrogate(self, model, guide, args, kwargs):
         """(ELBO per particle, surrogate per particle), both of shape (N,)."""
         model_trace, guide_trace = self._traces(model, guide, args, kwargs)
         n = self.num_particles
-        shape = (n,) if n > 1 else ()
+        shape = (n,)
         latent = [
             name
             for name, site in guide_trace.nodes.items()
@@ -301,8 +395,10 @@ class RaoBlackwellELBO(ELBO):
                 pathwise = pathwise - log_q
             elif log_q.requires_grad:
                 scored.append((k, log_q))
-            if "context" in site["infer"]:
-                contexts[k] = site["infer"]["context"]
+            if self.baseline == "state" or self.critic:
+                context = _control_context(name, guide_trace, self.baseline == "state")
+                if context is not None:
+                    contexts[k] = context
         terms = torch.stack([torch.broadcast_to(torch.as_tensor(t), shape) for t in terms])
         cost_to_go = terms.flip(0).cumsum(0).flip(0).detach()  # C_k = Σ_{j≥k} ℓ_j
         surrogate = torch.broadcast_to(torch.as_tensor(pathwise), shape)
@@ -343,6 +439,37 @@ class RaoBlackwellELBO(ELBO):
         if loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
         return torch_item(loss)
+
+
+_SITE = re.compile(r"^(a|s)_(\d+)$")
+
+
+def _control_context(name: str, guide_trace, required: bool):
+    """The state a control-model site is conditioned on, read from the trace by site name.
+
+    ``a_t`` is drawn given sₜ (its context: the value of ``s_t``), ``s_{t+1}`` given (sₜ, aₜ)
+    (the pair, as one integer key); ``s_0`` has none. Another name cannot be placed: with a
+    state baseline (``required``) that is an error, not a silent fallback.
+    """
+    match = _SITE.match(name)
+    nodes = guide_trace.nodes
+    if match is not None:
+        kind, t = match.group(1), int(match.group(2))
+        if kind == "a" and f"s_{t}" in nodes:
+            return nodes[f"s_{t}"]["value"]
+        if kind == "s" and t == 0:
+            return None
+        if kind == "s" and f"s_{t - 1}" in nodes and f"a_{t - 1}" in nodes:
+            s, a = nodes[f"s_{t - 1}"]["value"], nodes[f"a_{t - 1}"]["value"]
+            return s * (int(a.max()) + 1) + a  # lexicographic key of the pair (sₜ, aₜ)
+    if required:
+        raise ValueError(
+            f"RaoBlackwellELBO(baseline='state') conditions each site's baseline on the state it "
+            f"is drawn in, which it reads from the control model's site names (a_t given s_t, "
+            f"s_(t+1) given s_t and a_t); it cannot place the guide's site {name!r}. Use "
+            "baseline='mean' (or None) for other models."
+        )
+    return None
 
 
 def _site_log_prob(site, shape) -> torch.Tensor:

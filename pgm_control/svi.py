@@ -1,30 +1,32 @@
-r"""Fitting a guide to the optimality model by stochastic variational inference.
+r"""Fitting a guide to the optimality model by stochastic variational inference: one loop.
 
-:func:`fit` is the one driver: pick a guide family by name (the ``GUIDES`` registry of
-:mod:`pgm_control.guides`), an ELBO estimator by name (:mod:`pgm_control.estimators`), and it
-returns a :class:`~pgm_control.fit_result.FitResult` with the ELBO history, the trained guide,
-its policy and — on a tabular MDP — the gap to the exact optimum::
+:func:`fit` is the one driver, for tabular and continuous MDPs alike: give it a guide — a family
+name from the ``GUIDES`` registry of :mod:`pgm_control.guides`, a built guide, or *any* callable
+with the model's signature (:mod:`pgm_control.guides.contract`) — and an ELBO estimator by name
+(:mod:`pgm_control.estimators`), and it returns a :class:`~pgm_control.fit_result.FitResult`
+with the ELBO history, the trained guide, its parameters and — on a tabular MDP — its policy and
+the exact gap to the optimum::
 
     res = fit(mdp, "tabular_time_varying", estimator="exact", temperature=0.1)
-    res.gap          # optimal_elbo − ELBO(q), in nats
-    res.policy       # qₜ(a|s), (T, S, A)
+    res.gap          # optimum − ELBO(q), in nats
+    res.policy       # qₜ(a|s), (T, S, A), read off the guide's own a_t sites
 
 Maximising the ELBO of a guide that shares the true dynamics is maximum-entropy RL (the
 lecture's line 5): with the "exact" estimator it recovers the soft-optimal policy of the
 expected backup to machine precision in well under a second — by natural-gradient ascent
 (which, for the time-varying table, is soft policy iteration) or by LBFGS. The Monte-Carlo
 estimators are policy-gradient methods and converge as fast as their variance allows
-(:func:`gradient_variance` measures it).
+(:func:`gradient_variance` measures it). On a continuous MDP the loss is the Monte-Carlo ELBO of
+:func:`~pgm_control.models.continuous_control_model` with pathwise ("reparam") or
+score-function gradients.
 
-Guides follow one contract, shared with the continuous families: a registry entry is a
-constructor ``Guide(mdp, **guide_kwargs)`` returning a callable with the model's signature,
-``guide(mdp, *, temperature=..., num_particles=None, ...)``.
+``fit`` seeds its own draws and restores the caller's torch / numpy / ``random`` generators
+afterwards; Ctrl-C at any point returns what exists, marked ``extra["interrupted"]``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import time
 import typing
@@ -32,49 +34,97 @@ import warnings
 
 import numpy as np
 import pyro
+import pyro.optim
+import pyro.util
 import torch
+from pyro import poutine
 from pyro.optim import PyroOptim
+from pyro.optim.clipped_adam import ClippedAdam
+from tqdm.auto import tqdm
 
-from .continuous import ContinuousMDP
-from .estimators import ExactELBO, make_estimator
+from .backward import log_evidence, optimal_elbo
+from .continuous import ContinuousMDP, _check_continuous
+from .estimators import EnumELBO, ExactELBO, ScoreFunctionELBO, exact_elbo, make_estimator
 from .fit_result import FitResult
-from .mdp import _check_mdp, _check_temperature
+from .guide_tables import read_guide_tables
+from .guides import CONTINUOUS_GUIDES, TABULAR_GUIDES
+from .mdp import TabularMDP, _check_mdp
+from .models import continuous_control_model, control_model
+from .validation import (
+    check_callable,
+    check_int,
+    check_optional_positive_int,
+    check_positive_float,
+    check_positive_int,
+    check_temperature,
+)
 
-__all__ = ["fit", "gradient_variance", "GradientStats", "NaturalGradientAscent", "OPTIMIZERS"]
+__all__ = [
+    "fit",
+    "fit_continuous",
+    "gradient_variance",
+    "GradientStats",
+    "NaturalGradientAscent",
+    "OPTIMIZERS",
+    "CONTINUOUS_ESTIMATORS",
+]
 
-OPTIMIZERS = ("natural", "lbfgs", "adam", "sgd")
-_DEFAULT_STEPS = {"natural": 200, "lbfgs": 100, "adam": 1000, "sgd": 1000}
-_DEFAULT_LR = {"natural": 1.0, "lbfgs": 1.0, "adam": 0.05, "sgd": 0.1}
+OPTIMIZERS = ("natural", "lbfgs", "adam", "clipped_adam", "sgd")
+CONTINUOUS_ESTIMATORS = ("reparam", "score")
 _EXACT = ("exact", "enum")
 _TOLERANCE = {"natural": 1e-13, "lbfgs": 1e-10}  # relative ELBO gain that counts as converged
+_CONTINUOUS_MODEL_ARGS = ("initial_state", "vectorized", "action_prior")
+
+
+class _Defaults(typing.NamedTuple):
+    steps: int
+    lr: float
+    lr_end: float | None  # exponential decay to this lr over the steps (None: constant)
+    num_particles: int | None
+
+
+# settings by (kind of problem, optimiser); see `fit` for what each one is
+_DEFAULTS = {
+    ("exact", "natural"): _Defaults(200, 1.0, None, None),
+    ("exact", "lbfgs"): _Defaults(100, 1.0, None, None),
+    ("exact", "adam"): _Defaults(1000, 0.05, None, None),
+    ("exact", "clipped_adam"): _Defaults(1000, 0.05, None, None),
+    ("exact", "sgd"): _Defaults(1000, 0.1, None, None),
+    # Monte-Carlo on a tabular MDP (measured in benchmarks/svi_convergence.py, "defaults")
+    ("particles", "clipped_adam"): _Defaults(200, 0.05, 0.002, 4000),
+    ("particles", "adam"): _Defaults(1000, 0.05, None, 4000),
+    ("particles", "sgd"): _Defaults(1000, 0.1, None, 4000),
+    ("continuous", "adam"): _Defaults(1000, 1e-3, None, 64),
+    ("continuous", "clipped_adam"): _Defaults(1000, 1e-3, None, 64),
+    ("continuous", "sgd"): _Defaults(1000, 1e-3, None, 64),
+}
+_DEFAULT_OPTIMIZER = {"particles": "clipped_adam", "continuous": "adam"}
 
 
 class NaturalGradientAscent:
-    """Natural-gradient ascent on an exact ELBO, for guides with ``natural_scale()``.
+    """Natural-gradient ascent on an exact ELBO, for guides with ``natural_direction``.
 
-    Each step moves every softmax table along ``∂ELBO/∂θ ÷ (w·q)`` — the gradient
-    preconditioned by the diagonal of its Fisher information (Kakade 2001) — by ``lr``, halving
-    the step until the ELBO does not decrease. The division undoes the factor dₜ(s)·qₜ(a|s)
-    that makes plain gradients vanish in rarely visited states and saturated actions, so it
-    does not stall at low temperatures the way LBFGS can; for ``"tabular_time_varying"`` a
-    step of 1 is soft policy iteration and reaches the optimum in T steps.
+    Each step moves every parameter along the direction the guide reports (the contract's
+    optional capability: ``guide.natural_direction(mdp, temperature=α, ...)``, called after the
+    gradients of −ELBO were set) by ``lr``, halving the step until the ELBO does not decrease.
+    For the softmax tables that direction is the gradient preconditioned by the diagonal of its
+    Fisher information (Kakade 2001): it undoes the factor dₜ(s)·qₜ(a|s) that makes plain
+    gradients vanish in rarely visited states and saturated actions, so it does not stall at
+    low temperatures the way LBFGS can. For ``"tabular_time_varying"`` the direction is the soft
+    advantage of the current policy and a step of 1 is soft policy iteration: the optimum in T
+    steps, for any α.
     """
 
     def __init__(self, guide, lr: float = 1.0, *, max_halvings: int = 40):
         self.guide, self.lr, self.max_halvings = guide, lr, max_halvings
 
-    def step(self, closure, loss_fn, mdp) -> float:
+    def step(self, closure, loss_fn, mdp, model_kwargs=None) -> float:
         """One step; ``closure()`` returns −ELBO and sets gradients, ``loss_fn()`` returns −ELBO."""
         loss = float(closure())
         with torch.no_grad():
-            scales = self.guide.natural_scale(mdp)
+            direction = self.guide.natural_direction(mdp, **(model_kwargs or {}))
             named = dict(self.guide.named_parameters())
             start = {n: p.detach().clone() for n, p in named.items()}
-            direction = {}
-            for n, p in named.items():
-                g = p.grad if p.grad is not None else torch.zeros_like(p)
-                w = scales[n]
-                direction[n] = torch.where(w > 0, -g / w.clamp(min=1e-300), 0.0)
             step = self.lr
             for _ in range(self.max_halvings):
                 for n, p in named.items():
@@ -87,51 +137,83 @@ class NaturalGradientAscent:
         return loss
 
 
-def _model():
-    from .models.control import control_model
-
-    return control_model
-
-
-def _guide_registry() -> dict:
-    from .guides import TABULAR_GUIDES
-
-    return TABULAR_GUIDES
+def _has_natural_direction(guide, mdp, model_kwargs) -> bool:
+    probe = getattr(guide, "natural_direction", None)
+    if not callable(probe) or not hasattr(guide, "named_parameters"):
+        return False
+    with torch.no_grad():
+        return probe(mdp, **model_kwargs) is not None
 
 
-def _build_guide(mdp, guide, seed, guide_kwargs):
-    """(guide object, family name) from a registry name or an already built tabular guide."""
-    registry = _guide_registry()
+def _guide_label(guide) -> str:
+    return getattr(guide, "family", None) or getattr(guide, "__name__", type(guide).__name__)
+
+
+def _build_guide(mdp, guide, registry, kind, guide_kwargs, estimator):
+    """(guide, its name) from a registry name, a built guide or any callable guide."""
     if isinstance(guide, str):
         if guide not in registry:
             raise ValueError(
-                f"`guide` must be one of the tabular families {tuple(registry)} for a TabularMDP "
-                f"(or a guide object built from one), got {guide!r}"
+                f"`guide` must be one of the {kind} families {tuple(registry)} for a "
+                f"{type(mdp).__name__} (or any guide callable), got {guide!r}"
             )
-        cls = registry[guide]
-        if "seed" in inspect.signature(cls).parameters:
-            guide_kwargs = {"seed": seed, **guide_kwargs}
-        return cls(mdp, **guide_kwargs), guide
+        if kind == "continuous":
+            guide_kwargs = {"reparameterized": estimator == "reparam", **guide_kwargs}
+        return registry[guide](mdp, **guide_kwargs), guide
     if guide_kwargs:
         raise TypeError(
             f"guide options {sorted(guide_kwargs)} are only accepted with a guide *name*; "
             "this guide is already built"
         )
-    if not callable(getattr(guide, "exact_elbo", None)) or not hasattr(guide, "parameters"):
-        raise TypeError(
-            "`guide` must be a guide name or a tabular guide object from `pgm_control.guides`; "
-            f"got {type(guide).__name__}. For other guides use `pyro.infer.SVI` directly."
-        )
-    guide._match(mdp)
-    return guide, getattr(guide, "family", type(guide).__name__)
+    check_callable("guide", guide, "guide(mdp, *, temperature=..., num_particles=None, ...)")
+    if kind == "continuous":
+        if hasattr(guide, "reparameterized"):
+            guide.reparameterized = estimator == "reparam"
+        elif estimator != "reparam":
+            raise ValueError(
+                "estimator='score' needs a guide with a `reparameterized` switch (the "
+                "pgm_control guides have one); Pyro autoguides always reparameterise"
+            )
+    return guide, _guide_label(guide)
 
 
-def _build_optimizer(optimizer, guide, lr, estimator_name, mdp):
-    """(torch or pyro optimiser, its name, lr) — see :func:`fit` for what is accepted."""
-    params = list(guide.parameters())
-    natural_ok = estimator_name in _EXACT and guide.natural_scale(mdp) is not None
-    if optimizer is None:
-        optimizer = "natural" if natural_ok else "lbfgs" if estimator_name in _EXACT else "adam"
+def _guide_parameters(guide, probe) -> list[torch.Tensor]:
+    """The tensors to optimise: a module's own parameters, then any param site it announces.
+
+    ``probe()`` runs the guide once; it is traced for ``param`` sites (``pyro.param`` in a plain
+    function, a ``PyroModule``'s parameters) under a forked RNG, so it draws nothing from the
+    caller's stream.
+    """
+    with torch.random.fork_rng(devices=[]), poutine.trace(param_only=True) as capture:
+        probe()
+    params, seen = [], set()
+    found = list(guide.parameters()) if isinstance(guide, torch.nn.Module) else []
+    for site in capture.trace.nodes.values():
+        value = site["value"]
+        found.append(value.unconstrained() if hasattr(value, "unconstrained") else value)
+    for p in found:
+        if id(p) not in seen and p.requires_grad:
+            seen.add(id(p))
+            params.append(p)
+    return params
+
+
+def _snapshot(guide, params) -> dict:
+    """``FitResult.params``: a module's ``state_dict()`` (loads into a fresh guide of the same
+    family), or the constrained values of a function guide's ``pyro.param`` sites by name."""
+    if isinstance(guide, torch.nn.Module):
+        return {k: v.detach().clone() for k, v in guide.state_dict().items()}
+    store = pyro.get_param_store()
+    ids = {id(p) for p in params}
+    return {
+        name: store[name].detach().clone()
+        for name in store.keys()
+        if id(store._params[name]) in ids
+    }
+
+
+def _build_optimizer(optimizer, params, guide, lr, steps, defaults, natural_ok, estimator):
+    """(torch/pyro optimiser, its name, lr) — see :func:`fit` for what is accepted."""
     if isinstance(optimizer, PyroOptim):
         if lr is not None:
             raise ValueError("`lr` is set inside a pyro.optim optimiser; pass lr=None")
@@ -141,22 +223,22 @@ def _build_optimizer(optimizer, guide, lr, estimator_name, mdp):
         name = optimizer.lower()
         if name not in OPTIMIZERS:
             raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}")
-        lr = _DEFAULT_LR[name] if lr is None else lr
-        if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-            raise ValueError(f"`lr` must be a positive finite number, got {lr!r}")
+        d = defaults(name)
+        lr = d.lr if lr is None else check_positive_float("lr", lr)
         if name == "natural":
             if not natural_ok:
                 raise ValueError(
-                    "optimizer='natural' needs an exact estimator ('exact' or 'enum') and a guide "
-                    f"with softmax tables (natural_scale); got {estimator_name!r} and "
-                    f"{getattr(guide, 'family', type(guide).__name__)!r}. Use 'lbfgs' or 'adam'."
+                    "optimizer='natural' needs an exact estimator ('exact' or 'enum') on a "
+                    "TabularMDP and a guide with the optional `natural_direction` capability "
+                    f"(softmax tables); got {estimator!r} and {_guide_label(guide)!r}. Use "
+                    "'lbfgs' or 'adam'."
                 )
             return NaturalGradientAscent(guide, lr), name, lr
         if name == "lbfgs":
-            if estimator_name not in _EXACT:
+            if estimator not in _EXACT:
                 raise ValueError(
                     "LBFGS needs a deterministic objective; with a Monte-Carlo estimator "
-                    f"({estimator_name!r}) use 'adam' or 'sgd'"
+                    f"({estimator!r}) use 'adam' or 'sgd'"
                 )
             opt = torch.optim.LBFGS(
                 params,
@@ -169,10 +251,19 @@ def _build_optimizer(optimizer, guide, lr, estimator_name, mdp):
             )
         elif name == "adam":
             opt = torch.optim.Adam(params, lr=lr)
+        elif name == "clipped_adam":
+            # gradients clipped at 10 per coordinate: pathwise gradients through long rollouts
+            # of chaotic dynamics occasionally explode; `lrd` decays lr geometrically per step
+            lrd = 1.0 if d.lr_end is None else (d.lr_end / lr) ** (1 / steps)
+            opt = ClippedAdam(params, lr=lr, clip_norm=10.0, lrd=lrd)
         else:
             opt = torch.optim.SGD(params, lr=lr)
         return opt, name, lr
-    if callable(optimizer):
+    if (
+        isinstance(optimizer, type)
+        and issubclass(optimizer, torch.optim.Optimizer)
+        or callable(optimizer)
+    ):
         opt = optimizer(params) if lr is None else optimizer(params, lr=lr)
         if not isinstance(opt, torch.optim.Optimizer):
             raise TypeError(
@@ -187,13 +278,12 @@ def _build_optimizer(optimizer, guide, lr, estimator_name, mdp):
 
 
 @contextlib.contextmanager
-def _few_threads(mdp):
+def _few_threads(small: bool):
     """Run small problems on one intra-op thread (restored afterwards).
 
     The tensors of a tabular ELBO are tiny; on a shared CPU, torch's thread pool then costs
     several times the arithmetic (measured: 10 ms vs 2 ms per exact ELBO step on FrozenLake).
     """
-    small = mdp.horizon * mdp.num_states**2 * mdp.num_actions <= 2_000_000
     before = torch.get_num_threads()
     if small and before > 1:
         torch.set_num_threads(1)
@@ -204,15 +294,28 @@ def _few_threads(mdp):
             torch.set_num_threads(before)
 
 
-def _check_steps(steps):
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"`steps` must be a positive int, got {steps!r}")
-    return int(steps)
+@contextlib.contextmanager
+def _local_rng(seed: int):
+    """Seed torch / numpy / ``random`` for the fit and give the caller's states back after."""
+    state = pyro.util.get_rng_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            pyro.set_rng_seed(seed)
+            yield
+        finally:
+            pyro.util.set_rng_state(state)
+
+
+def _small(mdp) -> bool:
+    if isinstance(mdp, TabularMDP):
+        return mdp.horizon * mdp.num_states**2 * mdp.num_actions <= 2_000_000
+    return False
 
 
 def fit(
     mdp,
-    guide="tabular_time_varying",
+    guide=None,
     *,
     estimator=None,
     steps: int | None = None,
@@ -223,86 +326,223 @@ def fit(
     seed: int = 0,
     progress: bool = True,
     callback=None,
+    model_kwargs: dict | None = None,
     **guide_kwargs,
 ) -> FitResult:
-    """Fit a variational guide to ``control_model(mdp, temperature=α)`` by maximising the ELBO.
+    """Fit a variational guide to the control model of ``mdp`` by maximising the ELBO.
 
     ``ELBO(q) = E_q[log p(τ, O) − log q(τ)] ≤ log p(O)`` (the lecture's lines 1–5); for guides
-    sharing the true dynamics, ``E_q[Σₜ r/α + log p(aₜ|sₜ) + H(qₜ(·|sₜ))]``.
+    sharing the true dynamics, ``E_q[Σₜ r/α + log p(aₜ|sₜ) + H(qₜ(·|sₜ))]``. One loop for both
+    kinds of MDP; the model is :func:`~pgm_control.control_model` for a ``TabularMDP`` and
+    :func:`~pgm_control.continuous_control_model` for a ``ContinuousMDP``.
 
     Args:
-        mdp: a :class:`~pgm_control.TabularMDP`, or a ``ContinuousMDP`` (then this dispatches
-            to :func:`pgm_control.continuous_svi.fit_continuous` with the same arguments and
-            ``estimator="reparam"`` by default).
-        guide: a family name in ``pgm_control.guides.GUIDES`` ("tabular",
-            "tabular_time_varying", "neural", "open_loop", "full_posterior") or a tabular
-            guide object (to continue training it).
-        estimator: "exact" (default), "enum", "score", "rao_blackwell" or a pyro ``ELBO``.
-        steps: optimiser steps (default 200 for natural, 100 for LBFGS — where one step is up
-            to 20 iterations with a strong-Wolfe line search — and 1000 for Adam/SGD). The
-            natural and LBFGS fits stop once two steps in a row gain less than 1e-13 resp.
-            1e-10 of the ELBO (relative).
-        num_particles: trajectories per step for "score"/"rao_blackwell" (default 1000).
-        optimizer: "natural" (default for the exact estimators with a table guide: natural-
-            gradient ascent, see :class:`NaturalGradientAscent`), "lbfgs" (default for the
-            exact estimators with the "neural" guide), "adam" (default for the Monte-Carlo
-            ones), "sgd", a torch optimiser class or factory ``f(params, lr=...)``, or a
-            ``pyro.optim`` optimiser (then each step is ``pyro.infer.SVI.step``).
-        lr: learning rate (default 1.0 for natural and LBFGS, 0.05 for Adam, 0.1 for SGD).
+        mdp: a :class:`~pgm_control.TabularMDP` or :class:`~pgm_control.ContinuousMDP`.
+        guide: a family name in ``pgm_control.guides.GUIDES`` (default "tabular_time_varying"
+            resp. "gaussian_mlp"), a built guide (to continue training it), or any callable
+            with the model's signature — a function with ``pyro.param`` or a module (the
+            contract: :mod:`pgm_control.guides.contract`).
+        estimator: tabular: "exact" (default), "enum", "score", "rao_blackwell"; continuous:
+            "reparam" (default) or "score"; or a pyro ``ELBO`` instance.
+        steps: optimiser steps. Defaults: 200 natural, 100 LBFGS (one step is up to 20
+            iterations with a strong-Wolfe line search), 1000 Adam/SGD; Monte-Carlo on a
+            tabular MDP 200 (ClippedAdam); continuous 1000. The natural and LBFGS fits stop
+            once two steps in a row gain less than 1e-13 resp. 1e-10 of the ELBO (relative).
+        num_particles: trajectories per step for the Monte-Carlo estimators (default 4000 on a
+            tabular MDP, 64 on a continuous one), passed to model and guide as their
+            ``num_particles``.
+        optimizer: "natural" (default for the exact estimators with a guide that offers
+            ``natural_direction``; see :class:`NaturalGradientAscent`), "lbfgs" (default for
+            the exact estimators otherwise), "clipped_adam" (default for Monte-Carlo on a
+            tabular MDP: lr 0.05 decaying geometrically to 0.002 over the steps), "adam"
+            (default on a continuous MDP), "sgd", a torch optimiser class or factory
+            ``f(params, lr=...)``, or a ``pyro.optim`` optimiser (each step is then
+            ``pyro.infer.SVI.step``).
+        lr: learning rate (defaults: 1.0 natural/LBFGS, 0.05 Adam on a tabular MDP, 0.1 SGD,
+            1e-3 on a continuous MDP).
         temperature: α > 0.
-        seed: seeds Pyro/torch sampling and the initial weights of the "neural" guide.
-        progress: show a tqdm bar with the ELBO and the live gap to the exact optimum.
+        seed: seeds the fit's draws and a registry guide's initial weights. The caller's
+            torch / numpy / ``random`` generator states are restored afterwards.
+        progress: show a tqdm bar with the ELBO (and, tabular, the live gap to the optimum).
         callback: ``callback(step, elbo, guide)`` after each step; return True to stop.
-        **guide_kwargs: options of the guide family (e.g. ``hidden=(128,)`` for "neural").
+        model_kwargs: further arguments of the model (and guide), e.g. ``observed_steps`` or
+            ``optimality`` (tabular), ``initial_state``, ``vectorized`` (default True) or
+            ``action_prior`` (continuous; also accepted as keywords of ``fit``).
+        **guide_kwargs: options of a guide family given by name (e.g. ``hidden=(128,)``).
 
     Returns:
-        :class:`~pgm_control.fit_result.FitResult`. ``gap`` is ``guide.optimum − exact ELBO``:
-        ``optimal_elbo`` for the structured families (``"open_loop"`` cannot close it under
-        stochastic dynamics), ``log_evidence`` for ``"full_posterior"``. Pressing Ctrl-C stops
-        cleanly and returns what was fitted so far (``extra["interrupted"] = True``).
+        :class:`~pgm_control.fit_result.FitResult`. On a tabular MDP ``policy`` and the exact
+        ELBO are read off the guide's own sites, and ``gap = optimum − exact ELBO`` with
+        ``optimum`` = ``optimal_elbo`` for a guide sharing the true dynamics (``"open_loop"``
+        cannot close it under stochastic dynamics) or ``log_evidence`` for one that learns
+        q(s₀), qₜ(s'|s,a) (``"full_posterior"``). Ctrl-C at any point — set-up included —
+        returns what exists, with ``extra["interrupted"] = True``.
     """
-    if isinstance(mdp, ContinuousMDP):
-        from .continuous_svi import fit_continuous
+    continuous = isinstance(mdp, ContinuousMDP)
+    model_kwargs = dict(model_kwargs or {})
+    if continuous:
+        mdp = _check_continuous(mdp)
+        for key in _CONTINUOUS_MODEL_ARGS:  # fit(cmdp, initial_state=...) as in fit_continuous
+            if key in guide_kwargs:
+                model_kwargs[key] = guide_kwargs.pop(key)
+        model_kwargs.setdefault("vectorized", True)
+        _check_initial_state(mdp, model_kwargs)
+        registry, kind, model = CONTINUOUS_GUIDES, "continuous", continuous_control_model
+        guide = "gaussian_mlp" if guide is None else guide
+        estimator = "reparam" if estimator is None else estimator
+        if isinstance(estimator, str) and estimator not in CONTINUOUS_ESTIMATORS:
+            raise ValueError(
+                f"`estimator` must be one of {CONTINUOUS_ESTIMATORS} for a continuous MDP, "
+                f"got {estimator!r}"
+            )
+        if "reparameterized" in guide_kwargs:
+            raise TypeError("`reparameterized` is set by `estimator` ('reparam' or 'score')")
+    else:
+        mdp = _check_mdp(mdp)
+        registry, kind, model = TABULAR_GUIDES, "tabular", control_model
+        guide = "tabular_time_varying" if guide is None else guide
+        estimator = "exact" if estimator is None else estimator
+    alpha = check_temperature(temperature)
+    model_kwargs["temperature"] = alpha
+    seed = check_int("seed", seed)
+    steps = check_optional_positive_int("steps", steps)
+    num_particles = check_optional_positive_int("num_particles", num_particles)
+    callback = check_callable("callback", callback, "callback(step, elbo, guide)")
 
-        # pass on only what the caller set, so fit_continuous's own defaults apply
-        settings = dict(steps=steps, num_particles=num_particles, optimizer=optimizer, lr=lr)
-        settings = {k: v for k, v in settings.items() if v is not None}
-        return fit_continuous(
-            mdp, guide, estimator=estimator or "reparam", temperature=temperature, seed=seed,
-            progress=progress, callback=callback, **settings, **guide_kwargs,
+    run = _Run()
+    with _local_rng(seed), _few_threads(_small(mdp)):
+        try:
+            _fit_loop(
+                run, mdp, model, guide, registry, kind, estimator, steps, num_particles,
+                optimizer, lr, model_kwargs, progress, callback, guide_kwargs,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            run.interrupted = True
+        finally:
+            if run.bar is not None:
+                run.bar.close()
+        if run.start is not None:
+            run.seconds = time.perf_counter() - run.start
+        if not continuous and run.guide is not None:
+            try:
+                _final_exact(run, mdp, model_kwargs)
+            except KeyboardInterrupt:
+                run.interrupted = True
+    return _result(run, model_kwargs, continuous, mdp)
+
+
+class _Run:
+    """What a fit has produced so far (so an interrupt at any point can return it)."""
+
+    def __init__(self):
+        self.guide = self.guide_name = self.estimator = self.bar = self.start = None
+        self.params: list = []
+        self.history: list[float] = []
+        self.seconds = 0.0
+        self.interrupted = self.converged = False
+        self.optimizer = self.lr = self.num_particles = None
+        self.optimum = self.exact = self.policy = None
+        self.learns_dynamics = False
+
+
+def _check_initial_state(mdp, model_kwargs):
+    initial_state = model_kwargs.get("initial_state")
+    if initial_state is None:
+        return
+    initial_state = torch.as_tensor(initial_state, dtype=mdp.action_low.dtype)
+    if initial_state.shape != (mdp.state_dim,):
+        raise ValueError(
+            f"`initial_state` must have shape (state_dim,)=({mdp.state_dim},), "
+            f"got {tuple(initial_state.shape)}"
+        )
+    model_kwargs["initial_state"] = initial_state
+
+
+def _fit_loop(
+    run, mdp, model, guide, registry, kind, estimator, steps, num_particles, optimizer, lr,
+    model_kwargs, progress, callback, guide_kwargs,
+):  # fmt: skip
+    continuous = kind == "continuous"
+    # validate the estimator now; Monte-Carlo particle defaults depend on the optimiser below
+    if continuous and isinstance(estimator, str):
+        est_name, elbo_est = estimator, None
+    else:
+        est_name, elbo_est = make_estimator(estimator, num_particles)
+    if continuous:
+        regime = "continuous"
+    elif isinstance(elbo_est, (ExactELBO, EnumELBO)):
+        regime = "exact"
+    else:
+        regime = "particles"
+    run.estimator = est_name
+    run.guide, run.guide_name = _build_guide(mdp, guide, registry, kind, guide_kwargs, est_name)
+    guide = run.guide
+
+    if continuous:
+        probe_kwargs = {**model_kwargs, "num_particles": 1}
+        run.params = _guide_parameters(guide, lambda: guide(mdp, **probe_kwargs))
+    else:
+        tables = []
+        run.params = _guide_parameters(
+            guide, lambda: tables.append(read_guide_tables(guide, mdp, **model_kwargs))
+        )
+        run.learns_dynamics = tables[0].learns_dynamics
+        yardstick = log_evidence if run.learns_dynamics else optimal_elbo
+        run.optimum = float(
+            yardstick(mdp, temperature=model_kwargs["temperature"],
+                      observed_steps=model_kwargs.get("observed_steps"))
         )  # fmt: skip
-    mdp = _check_mdp(mdp)
-    alpha = _check_temperature(temperature)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable(step, elbo, guide), got {callback!r}")
-    pyro.set_rng_seed(seed)
-    guide_obj, guide_name = _build_guide(mdp, guide, seed, guide_kwargs)
-    est_name, elbo_est = make_estimator("exact" if estimator is None else estimator, num_particles)
-    params = list(guide_obj.parameters())
-    opt, opt_name, lr = _build_optimizer(optimizer, guide_obj, lr, est_name, mdp)
-    steps = _check_steps(_DEFAULT_STEPS.get(opt_name, 1000) if steps is None else steps)
+    natural_ok = regime == "exact" and _has_natural_direction(guide, mdp, model_kwargs)
+    if optimizer is None:
+        optimizer = "natural" if natural_ok else "lbfgs" if regime == "exact" else None
+        optimizer = optimizer or _DEFAULT_OPTIMIZER[regime]
 
-    model = _model()
-    model_kwargs = {"temperature": alpha}
-    optimum = float(guide_obj.optimum(mdp, temperature=alpha))
-    exact_loss = est_name in ("exact", "enum")  # the loss is the exact ELBO itself
+    def defaults(name):
+        return _DEFAULTS.get((regime, name), _Defaults(1000, 0.05, None, None))
+
+    opt_name = optimizer.lower() if isinstance(optimizer, str) else None
+    if steps is None:
+        steps = defaults(opt_name).steps if opt_name else 1000
+    if regime != "exact" and isinstance(estimator, str):
+        run.num_particles = num_particles
+        if num_particles is None:
+            run.num_particles = defaults(opt_name).num_particles if opt_name else None
+            run.num_particles = run.num_particles or (64 if continuous else 4000)
+        if continuous:
+            elbo_est = ScoreFunctionELBO(run.num_particles)
+        else:
+            est_name, elbo_est = make_estimator(estimator, run.num_particles)
+    elif regime != "exact":
+        run.num_particles = getattr(elbo_est, "num_particles", None)
+    opt, run.optimizer, run.lr = _build_optimizer(
+        optimizer, run.params, guide, lr, steps, defaults, natural_ok, est_name
+    )
+    params = run.params
 
     def closure():
         for p in params:
             p.grad = None
-        return elbo_est.loss_and_grads(model, guide_obj, mdp, **model_kwargs)
+        return elbo_est.loss_and_grads(model, guide, mdp, **model_kwargs)
 
     if isinstance(opt, PyroOptim):
-        svi = pyro.infer.SVI(model, guide_obj, opt, loss=elbo_est)
-        step_fn = lambda: svi.step(mdp, **model_kwargs)  # noqa: E731
+        svi = pyro.infer.SVI(model, guide, opt, loss=elbo_est)
+
+        def step_fn():
+            return svi.step(mdp, **model_kwargs)
+
     elif isinstance(opt, torch.optim.LBFGS):
-        step_fn = lambda: float(opt.step(closure))  # noqa: E731
+
+        def step_fn():
+            return float(opt.step(closure))
+
     elif isinstance(opt, NaturalGradientAscent):
 
         def loss_fn():
-            return elbo_est.loss(model, guide_obj, mdp, **model_kwargs)
+            return elbo_est.loss(model, guide, mdp, **model_kwargs)
 
-        step_fn = lambda: opt.step(closure, loss_fn, mdp)  # noqa: E731
+        def step_fn():
+            return opt.step(closure, loss_fn, mdp, model_kwargs)
+
     else:
 
         def step_fn():
@@ -310,85 +550,134 @@ def fit(
             opt.step()
             return loss
 
-    def current_exact():
-        with torch.no_grad():
-            return float(guide_obj.exact_elbo(mdp, **model_kwargs))
+    exact_loss = regime == "exact"
+    run.bar = tqdm(
+        total=steps, disable=not progress, desc=f"{run.guide_name}/{est_name}", leave=False
+    )
+    history, flat = run.history, 0
+    run.start = time.perf_counter()
+    for step in range(steps):
+        # the first step validates shapes and supports; the rest run the same code unchecked
+        with pyro.validation_enabled(pyro.infer.util.is_validation_enabled() and step == 0):
+            loss = step_fn()
+        elbo = -float(loss)
+        if not math.isfinite(elbo):
+            raise FloatingPointError(
+                f"the ELBO became {elbo} at step {step}; lower `lr`"
+                + (", use optimizer='clipped_adam', or shorten the horizon" if continuous else "")
+                + " or check the rewards"
+            )
+        history.append(elbo)
+        if progress and (exact_loss or step % 10 == 0 or step == steps - 1):
+            if continuous:
+                run.bar.set_postfix(elbo=f"{np.mean(history[-10:]):.4g}", refresh=False)
+            else:
+                live = elbo if exact_loss else _exact_value(guide, mdp, model_kwargs)
+                run.bar.set_postfix(
+                    elbo=f"{elbo:.6f}", gap=f"{run.optimum - live:.2e}", refresh=False
+                )
+        run.bar.update(1)
+        if callback is not None and callback(step, elbo, guide):
+            break
+        if run.optimizer in _TOLERANCE and len(history) > 1:
+            # converged: two steps in a row (for LBFGS ≤ 40 iterations) gained too little
+            gain = history[-1] - history[-2]
+            flat = flat + 1 if gain <= _TOLERANCE[run.optimizer] * (1 + abs(elbo)) else 0
+            if flat >= 2:
+                run.converged = True
+                break
 
-    from tqdm.auto import tqdm
 
-    history: list[float] = []
-    interrupted = converged = False
-    flat = 0
-    bar = tqdm(total=steps, disable=not progress, desc=f"{guide_name}/{est_name}", leave=False)
-    with _few_threads(mdp):
-        start = time.perf_counter()
-        try:
-            for step in range(steps):
-                # the first step validates shapes and supports; the rest run the same code unchecked
-                with pyro.validation_enabled(pyro.infer.util.is_validation_enabled() and step == 0):
-                    loss = step_fn()
-                elbo = -float(loss)
-                if not math.isfinite(elbo):
-                    raise FloatingPointError(
-                        f"the ELBO became {elbo} at step {step}; lower `lr` or check the rewards"
-                    )
-                history.append(elbo)
-                if progress and (exact_loss or step % 10 == 0 or step == steps - 1):
-                    live = elbo if exact_loss else current_exact()
-                    bar.set_postfix(elbo=f"{elbo:.6f}", gap=f"{optimum - live:.2e}", refresh=False)
-                bar.update(1)
-                if callback is not None and callback(step, elbo, guide_obj):
-                    break
-                if opt_name in _TOLERANCE and len(history) > 1:
-                    # converged: two steps in a row (for LBFGS ≤ 40 iterations) gained too little
-                    gain = history[-1] - history[-2]
-                    flat = flat + 1 if gain <= _TOLERANCE[opt_name] * (1 + abs(elbo)) else 0
-                    if flat >= 2:
-                        converged = True
-                        break
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            bar.close()
-        seconds = time.perf_counter() - start
-        exact = current_exact()
-    gap = optimum - exact
-    if (
-        converged
-        and getattr(guide_obj, "attains_optimum", False)
-        and gap > 1e-6 * (1 + abs(optimum))
-    ):
-        warnings.warn(
-            f"fit stopped improving {gap:.3g} nats short of the optimum the {guide_name!r} family "
-            f"attains ({opt_name}). Plain and quasi-Newton gradients stall when a low temperature "
-            f"(α = {alpha:g}) saturates the policy; try optimizer='natural' (the default for "
-            "tabular guides), lr=0.3, or warm-start: fit(mdp, res.guide, temperature=α).",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+def _exact_value(guide, mdp, model_kwargs) -> float:
+    with torch.no_grad():
+        return float(exact_elbo(guide, mdp, **model_kwargs))
+
+
+def _final_exact(run, mdp, model_kwargs):
+    with torch.no_grad():
+        tables = read_guide_tables(run.guide, mdp, **model_kwargs)
+        run.policy = tables.log_policy.exp()
+        run.exact = float(exact_elbo(run.guide, mdp, **model_kwargs))
+    if run.optimum is not None:
+        gap = run.optimum - run.exact
+        attains = getattr(run.guide, "attains_optimum", False)
+        if run.converged and attains and gap > 1e-6 * (1 + abs(run.optimum)):
+            warnings.warn(
+                f"fit stopped improving {gap:.3g} nats short of the optimum the "
+                f"{run.guide_name!r} family attains ({run.optimizer}). Plain and quasi-Newton "
+                "gradients stall when a low temperature saturates the policy; try "
+                "optimizer='natural' (the default for tabular guides), lr=0.3, or warm-start: "
+                "fit(mdp, res.guide, temperature=α).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+def _result(run, model_kwargs, continuous, mdp) -> FitResult:
+    exact = run.exact
+    gap = None if exact is None or run.optimum is None else run.optimum - exact
+    extra = {
+        "interrupted": run.interrupted,
+        "steps": len(run.history),
+        "optimizer": run.optimizer,
+        "lr": run.lr,
+        "num_particles": run.num_particles,
+        "temperature": model_kwargs["temperature"],
+    }
+    if continuous:
+        extra["horizon"] = mdp.horizon
+    else:
+        extra["converged"] = run.converged
     return FitResult(
-        elbo=np.asarray(history, dtype=np.float64),
-        guide=guide_obj,
-        params={
-            f"{guide_obj.name}.{n}": p.detach().clone() for n, p in guide_obj.named_parameters()
-        },
-        seconds=seconds,
-        guide_name=guide_name,
-        estimator=est_name,
-        policy=guide_obj.policy(),
+        elbo=np.asarray(run.history, dtype=np.float64),
+        guide=run.guide,
+        params={} if run.guide is None else _snapshot(run.guide, run.params),
+        seconds=run.seconds,
+        guide_name=run.guide_name,
+        estimator=run.estimator,
+        policy=run.policy,
         gap=gap,
         exact_elbo=exact,
-        optimum=optimum,
-        extra={
-            "interrupted": interrupted,
-            "converged": converged,
-            "steps": len(history),
-            "optimizer": opt_name,
-            "lr": lr,
-            "num_particles": getattr(elbo_est, "num_particles", None) if not exact_loss else None,
-            "temperature": alpha,
-        },
+        optimum=run.optimum if exact is not None else None,
+        extra=extra,
     )
+
+
+def fit_continuous(
+    mdp,
+    guide="gaussian_mlp",
+    *,
+    estimator: str = "reparam",
+    steps: int | None = 1000,
+    num_particles: int | None = 64,
+    optimizer="adam",
+    lr: float | None = 1e-3,
+    temperature: float = 1.0,
+    seed: int = 0,
+    progress: bool = True,
+    callback=None,
+    initial_state=None,
+    vectorized: bool = True,
+    action_prior=None,
+    **guide_kwargs,
+) -> FitResult:
+    """:func:`fit` on a :class:`~pgm_control.ContinuousMDP` (a thin alias, kept for its defaults).
+
+    ``ELBO(q) = E_q[Σₜ r(sₜ,aₜ)/α + log p(aₜ) − log q(aₜ|sₜ)]`` estimated from ``num_particles``
+    vectorised trajectories (lecture 000, lines 3–5; pathwise gradients through the dynamics
+    with ``estimator="reparam"``, lecture 002). ``initial_state`` fixes s₀ (state_dim,) instead
+    of drawing it from ``mdp.initial``; ``vectorized`` picks the model's one-``actions``-site
+    form; ``action_prior`` is the model's p(a) (uniform on the box if None). See :func:`fit`.
+    """
+    _check_continuous(mdp)
+    model_kwargs = dict(
+        initial_state=initial_state, vectorized=vectorized, action_prior=action_prior
+    )
+    return fit(
+        mdp, guide, estimator=estimator, steps=steps, num_particles=num_particles,
+        optimizer=optimizer, lr=lr, temperature=temperature, seed=seed, progress=progress,
+        callback=callback, model_kwargs=model_kwargs, **guide_kwargs,
+    )  # fmt: skip
 
 
 class GradientStats(typing.NamedTuple):
@@ -426,7 +715,8 @@ def gradient_variance(
 
     Args:
         mdp: a :class:`~pgm_control.TabularMDP`.
-        guide: a tabular guide object (its parameters are not changed).
+        guide: any tabular guide (see :mod:`pgm_control.guides.contract`); its parameters are
+            not changed.
         estimator: a name in :data:`pgm_control.estimators.ESTIMATORS` or a pyro ``ELBO``.
         num_particles: for the Monte-Carlo estimators (default 1000).
         repeats: independent gradient draws (≥ 2).
@@ -434,25 +724,22 @@ def gradient_variance(
         seed: seeds the draws, so estimators can be compared on the same random stream.
     """
     mdp = _check_mdp(mdp)
-    alpha = _check_temperature(temperature)
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
-        raise ValueError(f"`repeats` must be an int >= 2, got {repeats!r}")
+    alpha = check_temperature(temperature)
+    repeats = check_positive_int("repeats", repeats, minimum=2)
     _, est = make_estimator(estimator, num_particles)
-    model = _model()
-    params = list(guide.parameters())
+    params = _guide_parameters(guide, lambda: read_guide_tables(guide, mdp, temperature=alpha))
     saved = [p.grad for p in params]
 
     def grad_of(loss_fn):
         for p in params:
             p.grad = None
-        loss_fn.loss_and_grads(model, guide, mdp, temperature=alpha)
+        loss_fn.loss_and_grads(control_model, guide, mdp, temperature=alpha)
         return _flat_grad(params)
 
     try:
         exact = grad_of(ExactELBO())
-        pyro.set_rng_seed(seed)
         grads, times = [], []
-        with pyro.validation_enabled(False), _few_threads(mdp):
+        with _local_rng(seed), pyro.validation_enabled(False), _few_threads(_small(mdp)):
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 grads.append(grad_of(est))

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from pyro import poutine
 
 import pgm_control as pc
-from pgm_control.estimators import ExactELBO
+from pgm_control.estimators import EnumELBO, ExactELBO
+from pgm_control.guide_tables import TableGuide
 from pgm_control.guides import GUIDES, TABULAR_GUIDES
 from pgm_control.guides.tabular import TabularGuide, trajectory_elbo
 from pgm_control.svi import fit
@@ -359,7 +360,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="name"):
         TABULAR_GUIDES["tabular"](mdp, name="")
     with pytest.raises(ValueError, match="num_particles"):
-        guide.enumerated()(mdp, num_particles=3)
+        EnumELBO().loss(pc.control_model, guide, mdp, num_particles=3)
     with pytest.raises(ValueError, match="optimality"):
         guide.exact_elbo(mdp, optimality="nope")
 
@@ -372,6 +373,6 @@ def test_bernoulli_optimality_shifts_the_exact_elbo_like_the_model():
         with torch.no_grad():
             got = guide.exact_elbo(mdp, temperature=0.5, optimality=form).item()
             want = -enum.loss(
-                pc.control_model, guide.enumerated(), mdp, temperature=0.5, optimality=form
+                pc.control_model, TableGuide(guide), mdp, temperature=0.5, optimality=form
             )
         assert got == pytest.approx(want, abs=1e-9)

@@ -27,7 +27,7 @@ from pgm_control.estimators import (
 )
 from pgm_control.fit_result import FitResult
 from pgm_control.guides import TABULAR_GUIDES
-from pgm_control.svi import fit, gradient_variance
+from pgm_control.svi import fit, fit_continuous, gradient_variance
 
 FAMILIES = sorted(TABULAR_GUIDES)
 
@@ -70,7 +70,7 @@ def test_enum_estimator_refuses_where_it_is_not_exact():
     guide = TABULAR_GUIDES["tabular"](short)
     with pytest.raises(ValueError, match="num_particles"):
         EnumELBO().loss(pc.control_model, guide, short, num_particles=10)
-    with pytest.raises(TypeError, match="tabular guide"):
+    with pytest.raises(TypeError, match="must sample exactly its latent sites"):
         EnumELBO().loss(pc.control_model, lambda *a, **k: None, short)
 
 
@@ -79,7 +79,7 @@ def test_exact_estimator_refuses_other_models_and_guides():
     guide = TABULAR_GUIDES["tabular"](mdp)
     with pytest.raises(TypeError, match="control_model"):
         ExactELBO().loss(lambda mdp, **kw: None, guide, mdp)
-    with pytest.raises(TypeError, match="tabular guide"):
+    with pytest.raises(TypeError, match="must sample exactly its latent sites"):
         ExactELBO().loss(pc.control_model, lambda *a, **k: None, mdp)
     # a partial of the control model is the control model
     model = functools.partial(pc.control_model)
@@ -92,7 +92,6 @@ def test_guide_side_markov_enumeration_would_be_wrong_which_is_why_it_is_not_use
     guide = _randomise(TABULAR_GUIDES["tabular_time_varying"](mdp), 4)
 
     def markov_guide(mdp, **kw):  # the same sites, enumerated inside pyro.markov
-        guide._announce_params()
         log_pi = guide.log_policy()
         s = pyro.sample("s_0", pyro.distributions.Categorical(logits=mdp.log_initial))
         for t in pyro.markov(range(mdp.horizon)):
@@ -226,7 +225,7 @@ def test_fit_exact_recovers_the_soft_optimal_policy():
     assert res.exact_elbo == pytest.approx(res.optimum - res.gap)
     assert _occupancy_kl(mdp, res.policy, 0.5) < 1e-8
     assert isinstance(res.elbo, np.ndarray) and res.elbo[-1] <= res.optimum + 1e-12
-    assert set(res.params) == {"tabular_time_varying.logits"}
+    assert set(res.params) == {"logits"}  # the guide's state_dict
     assert res.seconds > 0 and res.policy.shape == (8, 6, 3)
 
 
@@ -328,16 +327,7 @@ def test_fit_continues_training_a_built_guide():
     assert more.guide is first.guide and 0 < more.gap < first.gap  # stationary: a gap remains
 
 
-def test_fit_dispatches_continuous_mdps(monkeypatch):
-    import pgm_control.continuous_svi as continuous_svi
-
-    calls = {}
-
-    def fake(mdp, guide, **kw):
-        calls.update(kw, guide=guide, mdp=mdp)
-        return "fitted"
-
-    monkeypatch.setattr(continuous_svi, "fit_continuous", fake)
+def test_fit_runs_continuous_mdps_through_the_same_loop_as_fit_continuous():
     cmdp = ContinuousMDP(
         dynamics=lambda s, a: s + a,
         reward=lambda s, a: -(s**2).sum(-1),
@@ -346,9 +336,12 @@ def test_fit_dispatches_continuous_mdps(monkeypatch):
         action_low=-1.0,
         action_high=1.0,
     )
-    assert fit(cmdp, "gaussian_mlp", steps=7, hidden=(4,)) == "fitted"
-    assert calls["estimator"] == "reparam" and calls["steps"] == 7 and calls["hidden"] == (4,)
-    assert calls["guide"] == "gaussian_mlp" and calls["temperature"] == 1.0
+    kw = dict(steps=7, num_particles=64, lr=1e-3, hidden=(4,), progress=False)
+    a = fit(cmdp, "gaussian_mlp", **kw)
+    b = fit_continuous(cmdp, "gaussian_mlp", **kw)
+    assert a.estimator == "reparam" and a.guide_name == "gaussian_mlp" and len(a.elbo) == 7
+    np.testing.assert_array_equal(a.elbo, b.elbo)
+    assert a.extra["optimizer"] == "adam" and a.extra["temperature"] == 1.0
 
 
 def test_fit_bad_inputs_raise_clear_errors():
@@ -373,8 +366,10 @@ def test_fit_bad_inputs_raise_clear_errors():
         fit(mdp, "neural", optimizer="natural", progress=False)
     with pytest.raises(TypeError, match="callback"):
         fit(mdp, callback=3, progress=False)
-    with pytest.raises(TypeError, match="guide name"):
+    with pytest.raises(TypeError, match="must sample exactly its latent sites"):
         fit(mdp, lambda *a, **k: None, progress=False)
+    with pytest.raises(TypeError, match="guide"):
+        fit(mdp, 3, progress=False)
     with pytest.raises(TypeError, match="only accepted with a guide"):
         fit(mdp, TABULAR_GUIDES["tabular"](mdp), hidden=(3,), progress=False)
     with pytest.raises(ValueError, match="built for"):
