@@ -32,10 +32,10 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.elbo import ELBO
-from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled, torch_item
+from pyro.poutine.subsample_messenger import _Subsample
 from pyro.poutine.util import prune_subsample_sites
-from pyro.util import check_if_enumerated, check_model_guide_match
+from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape
 
 from .backward import _step_weights
 from .elbo import trajectory_elbo
@@ -235,18 +235,9 @@ def _particle_traces(model, guide, args, kwargs, num_particles, estimator, impor
             "`num_particles` (set it on the estimator)"
         )
     kwargs = {**kwargs, "num_particles": num_particles}
-    if importance:  # log-probs and score parts computed, shapes checked (Trace_ELBO's way)
-        model_trace, guide_trace = get_importance_trace("flat", 1, model, guide, args, kwargs)
-    else:
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        replayed = poutine.replay(model, trace=guide_trace)
-        model_trace = poutine.trace(replayed).get_trace(*args, **kwargs)
-        guide_trace = prune_subsample_sites(guide_trace)
-        model_trace = prune_subsample_sites(model_trace)
-        if is_validation_enabled():
-            check_model_guide_match(model_trace, guide_trace, max_plate_nesting=1)
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     for name, site in guide_trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"]:
+        if site["type"] != "sample" or site["is_observed"] or isinstance(site["fn"], _Subsample):
             continue
         batch = tuple(site["fn"].batch_shape)
         if batch != (num_particles,):
@@ -257,6 +248,20 @@ def _particle_traces(model, guide, args, kwargs, num_particles, estimator, impor
                 "(pgm_control.guides.particles_plate(num_particles)), or with no plate and "
                 "values of shape (num_particles,)"
             )
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+        *args, **kwargs
+    )
+    if is_validation_enabled():
+        check_model_guide_match(model_trace, guide_trace, max_plate_nesting=1)
+    guide_trace = prune_subsample_sites(guide_trace)
+    model_trace = prune_subsample_sites(model_trace)
+    if importance:  # log-probs and score parts, as pyro.infer.enum.get_importance_trace does
+        model_trace.compute_log_prob()
+        guide_trace.compute_score_parts()
+        if is_validation_enabled():  # the guide's shapes were checked above (plate or not)
+            for site in model_trace.nodes.values():
+                if site["type"] == "sample":
+                    check_site_shape(site, 1)
     return model_trace, guide_trace
 
 
