@@ -61,6 +61,12 @@ guide without them through the same generic path):
   default where it exists). The time-varying table returns the soft advantage
   ``Qₜ^q(s,a)/α − Vₜ^q(s)/α + log p(a|s) − log qₜ(a|s)``, so a step of 1 is soft policy
   iteration.
+* ``attains_optimum = True`` — the family contains the policy that attains its yardstick;
+  ``fit`` then warns when an optimiser converges short of it.
+
+**Saving.** ``FitResult.save(path)`` / ``FitResult.load(path)`` pickle the result with its
+guide, so a guide must pickle: keep it a module-level function or class (no lambdas or local
+closures stored on it).
 """
 
 from __future__ import annotations

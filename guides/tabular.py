@@ -44,6 +44,7 @@ from pgm_control.backward import log_evidence, optimal_elbo, soft_policy_evaluat
 from pgm_control.elbo import trajectory_elbo
 from pgm_control.estimators import exact_elbo
 from pgm_control.mdp import TabularMDP, _check_mdp
+from pgm_control.validation import check_positive_int
 
 from .contract import announce_parameters, particles_plate
 
@@ -375,9 +376,7 @@ class NeuralGuide(TabularGuide):
             )
         if not torch.isfinite(features).all():
             raise ValueError("`features` must be finite")
-        hidden = tuple(int(h) for h in hidden)
-        if any(h < 1 for h in hidden):
-            raise ValueError(f"`hidden` widths must be positive ints, got {hidden}")
+        hidden = tuple(check_positive_int("hidden", h) for h in hidden)
         # inputs indexed as x[t, s, :] = [φ(s), e_t]
         phi = features[None].expand(T, -1, -1)
         parts = [phi]

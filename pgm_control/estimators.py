@@ -248,9 +248,7 @@ def _particle_traces(model, guide, args, kwargs, num_particles, estimator, impor
                 "(pgm_control.guides.particles_plate(num_particles)), or with no plate and "
                 "values of shape (num_particles,)"
             )
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-        *args, **kwargs
-    )
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     if is_validation_enabled():
         check_model_guide_match(model_trace, guide_trace, max_plate_nesting=1)
     guide_trace = prune_subsample_sites(guide_trace)
@@ -302,8 +300,7 @@ def _loo_mean(cost: torch.Tensor, context: torch.Tensor | None):
     if context is None:
         has_other = torch.full_like(cost, n > 1, dtype=torch.bool)
         return (cost.sum() - cost) / max(n - 1, 1), has_other
-    key = torch.broadcast_to(context, cost.shape).reshape(-1)
-    _, group = torch.unique(key, return_inverse=True)
+    group = torch.broadcast_to(context, cost.shape).reshape(-1)  # small integers ≥ 0
     sums = torch.zeros(int(group.max()) + 1, dtype=cost.dtype, device=cost.device)
     sums.index_add_(0, group, cost)
     counts = torch.bincount(group).to(cost.dtype)[group]

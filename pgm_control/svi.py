@@ -207,8 +207,8 @@ def _snapshot(guide, params) -> dict:
     ids = {id(p) for p in params}
     return {
         name: store[name].detach().clone()
-        for name in store.keys()
-        if id(store._params[name]) in ids
+        for name, unconstrained in store.named_parameters()
+        if id(unconstrained) in ids
     }
 
 

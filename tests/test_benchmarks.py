@@ -20,6 +20,10 @@ CASES = {
         ["Taxi-v4", "FrozenLake-v1 8x8 slippery"],
     ),
     "svi_convergence.py": ("--quick", ["targets passed", "rao_blackwell"]),
+    "fit_defaults.py": (
+        "--smoke",
+        ["Monte-Carlo defaults", "gap ≤ 1e-3 in ≤ 15 s", "worst relative gap ≤ 1e-9", "overall:"],
+    ),
     "pendulum_svi.py": ("--smoke", ["fast form", "smoke run: no verdict"]),
     "mppi_pendulum.py": (
         "--seeds 1 --steps 3 --samples 16 --horizon 5 --threads 1 --mc-seeds 1 "
