@@ -1,22 +1,35 @@
 """pgm_control: reinforcement learning and control as probabilistic inference, in Pyro.
 
-The math lives in small files named after the lecture's concepts:
-``mdp`` (the tabular MDP), ``backward`` (soft Q/V, log p(O)), ``forward`` (forward messages,
-posterior marginals), ``elbo`` (the structured guide's analytic ELBO), ``sampling`` (exact
-posterior trajectories). Pyro models live in :mod:`pgm_control.models`, guides in
-:mod:`pgm_control.guides`.
+The public names below follow the lecture's path (Levine 2018):
+
+1. the MDP and its optimality PGM as a Pyro program (``mdp``, ``continuous``, ``envs``,
+   :mod:`pgm_control.models`);
+2. exact inference on tabular MDPs: backward messages = soft Q/V and log p(O) (``backward``),
+   forward messages and posterior marginals (``forward``), exact posterior samples
+   (``sampling``);
+3. the fix for optimism: the ELBO of a guide that shares the true dynamics (``elbo``), guides
+   (:mod:`pgm_control.guides`, contract in :mod:`pgm_control.guides.contract`), estimators and
+   the one SVI loop (``estimators``, ``svi``);
+4. acting in the real env (``rollout``), planning as importance sampling (``importance``,
+   ``mppi``) and model-based learning (``learning``).
+
+Everything else (private helpers, optimiser classes, thin compatibility wrappers) stays in its
+module. Every module imports its siblings by submodule, so the order below is free.
 """
 
+from . import envs, plotting
 from .backward import (
     DiscountedSoftValues,
     SoftValues,
     discounted_soft_value_iteration,
     log_evidence,
     optimal_elbo,
+    soft_policy_evaluation,
     soft_value_iteration,
 )
 from .continuous import ContinuousMDP
 from .elbo import ElboTerms, elbo_terms, policy_elbo, posterior_kl, trajectory_elbo
+from .estimators import ESTIMATORS, exact_elbo
 from .fit_result import FitResult
 from .forward import (
     log_forward_messages,
@@ -25,91 +38,68 @@ from .forward import (
     state_action_marginals,
     state_marginals,
 )
+from .guides import GUIDES
 from .importance import ImportanceResult, WeightDegeneracyWarning, importance_posterior
-from .learning import (
-    GaussianDynamics,
-    GaussianDynamicsFit,
-    Transitions,
-    collect_transitions,
-    evaluate_tabular_policy,
-    fit_gaussian_dynamics,
-    fit_tabular_model,
-    tabular_dynamics_model,
-)
+from .learning import Transitions, collect_transitions, fit_gaussian_dynamics, fit_tabular_model
 from .mdp import TabularMDP, chain_mdp, lottery_mdp, random_mdp
-from .mppi import MPPI, Episode, run_episode
+from .models import continuous_control_model, control_model, enumerated_log_evidence
+from .mppi import MPPI
+from .rollout import RolloutResult, rollout
 from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
-
-from . import envs, plotting  # noqa: E402  isort: skip
-
-# models and guides import the core above; import them last so the package is initialised first
-from .models import continuous_control_model, control_model, enumerated_log_evidence  # noqa: E402  isort: skip
-from .estimators import ESTIMATORS, make_estimator  # noqa: E402  isort: skip
-from .svi import fit, gradient_variance, GradientStats  # noqa: E402  isort: skip
-from .continuous_svi import CONTINUOUS_ESTIMATORS, fit_continuous  # noqa: E402  isort: skip
-from .envs import evaluate_policy  # noqa: E402  isort: skip
-from .rollout import RolloutResult, rollout  # noqa: E402  isort: skip
-from .guides import GUIDES  # noqa: E402  isort: skip
+from .svi import fit, gradient_variance
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # 1. the MDP and the optimality PGM
     "TabularMDP",
     "random_mdp",
     "lottery_mdp",
     "chain_mdp",
+    "ContinuousMDP",
+    "envs",
+    "control_model",
+    "continuous_control_model",
+    # 2. exact inference: backward messages, forward messages, marginals, samples
     "soft_value_iteration",
     "SoftValues",
     "log_evidence",
-    "optimal_elbo",
+    "enumerated_log_evidence",
+    "soft_policy_evaluation",
     "discounted_soft_value_iteration",
     "DiscountedSoftValues",
     "log_forward_messages",
     "state_marginals",
     "state_action_marginals",
     "posterior_dynamics",
+    "sample_posterior_trajectories",
+    "sample_trajectories",
+    "Trajectories",
+    # 3. variational inference: the ELBO, guides, estimators, the SVI loop
     "policy_state_distribution",
     "policy_elbo",
     "elbo_terms",
     "ElboTerms",
-    "posterior_kl",
     "trajectory_elbo",
-    "Trajectories",
-    "sample_posterior_trajectories",
-    "sample_trajectories",
-    "control_model",
-    "enumerated_log_evidence",
-    "continuous_control_model",
-    "ContinuousMDP",
-    "envs",
-    "plotting",
-    # variational inference (guides, estimators, the SVI driver)
+    "posterior_kl",
+    "optimal_elbo",
     "GUIDES",
     "ESTIMATORS",
-    "make_estimator",
+    "exact_elbo",
     "fit",
-    "fit_continuous",
-    "CONTINUOUS_ESTIMATORS",
-    "evaluate_policy",
     "FitResult",
     "gradient_variance",
-    "GradientStats",
+    # 4. acting, planning as inference, model-based learning
     "rollout",
     "RolloutResult",
-    # planning as inference
     "importance_posterior",
     "ImportanceResult",
     "WeightDegeneracyWarning",
     "MPPI",
-    "Episode",
-    "run_episode",
-    # model-based: learn the model, then plan in it
     "Transitions",
     "collect_transitions",
-    "tabular_dynamics_model",
     "fit_tabular_model",
-    "evaluate_tabular_policy",
-    "GaussianDynamics",
-    "GaussianDynamicsFit",
     "fit_gaussian_dynamics",
+    # pictures
+    "plotting",
 ]

@@ -13,7 +13,9 @@ import torch
 
 import pgm_control as pc
 from pgm_control.continuous_svi import fit_continuous
+from pgm_control.envs import evaluate_policy
 from pgm_control.guides import TABULAR_GUIDES
+from pgm_control.mppi import run_episode
 from pgm_control.rollout import RolloutResult, rollout
 from pgm_control.svi import fit
 
@@ -209,11 +211,11 @@ def test_run_episode_and_evaluate_policy_are_views_of_rollout():
     mdp = pc.envs.pendulum()
     policy = lambda s, t: torch.tensor([0.5 * math.cos(t) - 0.2 * s[1].item()])  # noqa: E731
     env = gym.make("Pendulum-v1")
-    ep = pc.run_episode(env, lambda s: policy(s, 0), steps=6, seed=3, mdp=mdp)
+    ep = run_episode(env, lambda s: policy(s, 0), steps=6, seed=3, mdp=mdp)
     same = rollout(env, lambda s: policy(s, 0), 1, 3, max_steps=6, twin=mdp, record=True)
     for field in ("rewards", "states", "actions"):
         np.testing.assert_array_equal(getattr(ep, field), getattr(same.episodes[0], field))
-    returns = pc.evaluate_policy(mdp, policy, episodes=2, seed=4, steps=7)
+    returns = evaluate_policy(mdp, policy, episodes=2, seed=4, steps=7)
     direct = rollout(
         gym.make("Pendulum-v1", max_episode_steps=7), policy, 2, 4, twin=mdp, reset_seeds="first"
     )
