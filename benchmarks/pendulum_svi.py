@@ -40,11 +40,7 @@ from pyro.infer import Trace_ELBO  # noqa: E402
 
 from pgm_control import envs  # noqa: E402
 from pgm_control.models import continuous_control_model  # noqa: E402
-
-try:  # the public driver; fall back to the continuous one while it is being written
-    from pgm_control.svi import fit
-except ImportError:  # pragma: no cover
-    from pgm_control.continuous_svi import fit_continuous as fit
+from pgm_control.svi import fit  # noqa: E402
 
 HANGING = (math.pi, 0.0)
 FIGURE = os.path.join(os.path.dirname(__file__), "..", "docs", "figures", "pendulum_svi_curve.png")
