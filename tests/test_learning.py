@@ -149,8 +149,8 @@ def test_closed_form_map_equals_pyro_autodelta_map():
         svi.step(s, a, s2, S, A, concentration=c)
     torch.testing.assert_close(guide.median()["P"], closed, atol=1e-3, rtol=0)
     mean = fit_tabular_model(data, S, A, 1, estimate="mean", concentration=c).transition
-    counts = torch.zeros(S, A, S)
-    counts.index_put_((s, a, s2), torch.ones(N), accumulate=True)
+    counts = torch.zeros(S, A, S, dtype=torch.float64)
+    counts.index_put_((s, a, s2), torch.ones(N, dtype=torch.float64), accumulate=True)
     torch.testing.assert_close(mean, (counts + c) / (counts.sum(-1, keepdim=True) + S * c))
 
 
