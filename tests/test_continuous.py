@@ -415,3 +415,18 @@ def test_bad_inputs_raise_clear_errors():
         envs.evaluate_policy(mdp, lambda s, t: torch.zeros(1), initial_state=[0.0])
     with pytest.raises(ValueError, match="episodes"):
         envs.evaluate_policy(mdp, lambda s, t: torch.zeros(1), episodes=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_model_gives_a_python_initial_state_the_mdps_dtype(dtype):
+    """s₀ given as Python numbers takes the MDP's dtype, not torch's default; the rollout
+    matches the MDP's own dynamics applied to that s₀ in that dtype."""
+    mdp = envs.pendulum(horizon=3, dtype=dtype)
+    trace = poutine.trace(continuous_control_model).get_trace(
+        mdp, initial_state=(0.1, -0.3), vectorized=True
+    )
+    states, actions, _ = trace.nodes["_RETURN"]["value"]
+    s0 = torch.tensor([0.1, -0.3], dtype=dtype)
+    assert states.dtype == actions.dtype == dtype
+    assert torch.equal(states[0], s0)
+    assert torch.equal(states[1], mdp.dynamics(s0, actions[0]))
