@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -70,7 +71,9 @@ def continuous_control_model(
     T = mdp.horizon
     dtype = mdp.action_low.dtype
     if initial_state is not None:
-        initial_state = torch.as_tensor(initial_state)
+        # a tensor or array keeps its dtype; Python numbers take the MDP's (not torch's default)
+        array_like = isinstance(initial_state, (torch.Tensor, np.ndarray))
+        initial_state = torch.as_tensor(initial_state, dtype=None if array_like else dtype)
         dtype = initial_state.dtype if initial_state.is_floating_point() else dtype
         if initial_state.shape[-1] != mdp.state_dim:
             raise ValueError(

@@ -406,9 +406,12 @@ class RaoBlackwellELBO(ELBO):
                 context = _control_context(name, guide_trace, self.baseline == "state")
                 if context is not None:
                     contexts[k] = context
-        terms = torch.stack([torch.broadcast_to(torch.as_tensor(t), shape) for t in terms])
+        # a term no site touched is still the float 0.0: give it the sites' dtype and device
+        ref = next((t for t in terms if isinstance(t, torch.Tensor)), None)
+        like = {} if ref is None else {"dtype": ref.dtype, "device": ref.device}
+        terms = torch.stack([torch.broadcast_to(_like(t, like), shape) for t in terms])
         cost_to_go = terms.flip(0).cumsum(0).flip(0).detach()  # C_k = Σ_{j≥k} ℓ_j
-        surrogate = torch.broadcast_to(torch.as_tensor(pathwise), shape)
+        surrogate = torch.broadcast_to(_like(pathwise, like), shape)
         if n < 2:
             for k, log_q in scored:
                 surrogate = surrogate + log_q * cost_to_go[k]
@@ -477,6 +480,11 @@ def _control_context(name: str, guide_trace, required: bool):
             "baseline='mean' (or None) for other models."
         )
     return None
+
+
+def _like(value, like: dict) -> torch.Tensor:
+    """``value`` as a tensor: a tensor as it is, a Python number in ``like``'s dtype/device."""
+    return value if isinstance(value, torch.Tensor) else torch.tensor(value, **like)
 
 
 def _site_log_prob(site, shape) -> torch.Tensor:

@@ -382,7 +382,8 @@ class GaussianDynamics(PyroModule):
         self.log_scale = PyroParam(torch.zeros(out_dim, dtype=dtype))
         in_dim = state_dim + action_dim
         in_mean, in_std, out_mean, out_std = stats or (
-            torch.zeros(in_dim), torch.ones(in_dim), torch.zeros(out_dim), torch.ones(out_dim)
+            torch.zeros(in_dim, dtype=dtype), torch.ones(in_dim, dtype=dtype),
+            torch.zeros(out_dim, dtype=dtype), torch.ones(out_dim, dtype=dtype),
         )  # fmt: skip
         for key, value in (
             ("in_mean", in_mean),
@@ -390,7 +391,8 @@ class GaussianDynamics(PyroModule):
             ("out_mean", out_mean),
             ("out_std", out_std),
         ):
-            self.register_buffer(key, torch.as_tensor(value).to(dtype))
+            # Python numbers straight into ``dtype``: not rounded through torch's default dtype
+            self.register_buffer(key, torch.as_tensor(value, dtype=dtype))
 
     def predict(self, states, actions):
         """Mean (..., out_dim) and scale (out_dim,) of [s' − s, r] in data units."""

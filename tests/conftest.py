@@ -8,7 +8,6 @@ import pytest
 import torch
 from hypothesis import settings
 
-torch.set_default_dtype(torch.float64)
 pyro.enable_validation(True)
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=60, deadline=None)

@@ -303,15 +303,15 @@ def test_plan_importance_sampling_on_the_pendulum(capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     mdp = envs.pendulum(5)
-    sigma = torch.tensor([0.5])
+    sigma = torch.tensor([0.5], dtype=torch.float64)
     res = importance_posterior(
         mdp,
-        torch.tensor([math.pi, 0.0]),
+        torch.tensor([math.pi, 0.0], dtype=torch.float64),
         horizon=5,
         num_samples=64,
         temperature=1.0,
         seed=0,
-        action_prior=dist.Normal(torch.zeros(1), sigma).to_event(1),
+        action_prior=dist.Normal(torch.zeros(1, dtype=torch.float64), sigma).to_event(1),
     )
     assert _value(out, "ESS") == pytest.approx(res.ess, abs=0.05)
     assert _value(out, "log p^(O|s0)") == pytest.approx(res.log_evidence, rel=1e-5)

@@ -28,6 +28,7 @@ from pgm_control.mdp import random_mdp
 from pgm_control.models import continuous_control_model
 
 FAMILIES = sorted(CONTINUOUS_GUIDES)
+F64 = torch.float64
 ALPHA = 0.5
 
 
@@ -45,7 +46,7 @@ def _box_mdp(horizon=4):
     return ContinuousMDP(
         dynamics=lambda s, a: 0.9 * s + 0.1 * a,
         reward=lambda s, a: -(s**2).sum(-1) - 0.1 * (a**2).sum(-1),
-        initial=Uniform(-torch.ones(2), torch.ones(2)).to_event(1),
+        initial=Uniform(-torch.ones(2, dtype=F64), torch.ones(2, dtype=F64)).to_event(1),
         horizon=horizon,
         action_low=[-1.0, 0.0],
         action_high=[2.0, 0.5],
@@ -91,8 +92,8 @@ def test_saturated_samples_stay_inside_and_have_finite_density():
 
 
 def test_squashed_normal_density_matches_torch_transformed_distribution():
-    low, high = torch.tensor([-1.0, 0.0]), torch.tensor([2.0, 0.5])
-    loc, scale = torch.tensor([0.3, -0.7]), torch.tensor([0.8, 1.5])
+    low, high = torch.tensor([-1.0, 0.0], dtype=F64), torch.tensor([2.0, 0.5], dtype=F64)
+    loc, scale = torch.tensor([0.3, -0.7], dtype=F64), torch.tensor([0.8, 1.5], dtype=F64)
     q = SquashedNormal(loc, scale, low, high)
     reference = TransformedDistribution(
         Normal(loc, scale),
@@ -145,7 +146,7 @@ def test_fast_and_per_step_forms_give_the_same_elbo_and_gradient(family, initial
     mdp = _box_mdp(horizon=5)
     guide = GUIDES[family](mdp)
     if initial_state is not None:
-        initial_state = torch.tensor(initial_state)
+        initial_state = torch.tensor(initial_state, dtype=F64)
     results = {}
     for vectorized in (True, False):
         pyro.set_rng_seed(7)  # the same noise: both forms draw one ε per step in order
@@ -197,8 +198,8 @@ def test_model_log_joint_equals_log_prior_plus_rewards_over_alpha(
 ):
     mdp = envs.pendulum(horizon=6, terminal_reward=terminal)
     gen = torch.Generator().manual_seed(3)
-    actions = 4 * torch.rand(6, 1, generator=gen) - 2
-    s0 = torch.tensor([2.0, -0.5])
+    actions = 4 * torch.rand(6, 1, generator=gen, dtype=F64) - 2
+    s0 = torch.tensor([2.0, -0.5], dtype=F64)
     if vectorized:
         data = {"actions": actions}
     else:
@@ -414,3 +415,18 @@ def test_bad_inputs_raise_clear_errors():
         envs.evaluate_policy(mdp, lambda s, t: torch.zeros(1), initial_state=[0.0])
     with pytest.raises(ValueError, match="episodes"):
         envs.evaluate_policy(mdp, lambda s, t: torch.zeros(1), episodes=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_model_gives_a_python_initial_state_the_mdps_dtype(dtype):
+    """s₀ given as Python numbers takes the MDP's dtype, not torch's default; the rollout
+    matches the MDP's own dynamics applied to that s₀ in that dtype."""
+    mdp = envs.pendulum(horizon=3, dtype=dtype)
+    trace = poutine.trace(continuous_control_model).get_trace(
+        mdp, initial_state=(0.1, -0.3), vectorized=True
+    )
+    states, actions, _ = trace.nodes["_RETURN"]["value"]
+    s0 = torch.tensor([0.1, -0.3], dtype=dtype)
+    assert states.dtype == actions.dtype == dtype
+    assert torch.equal(states[0], s0)
+    assert torch.equal(states[1], mdp.dynamics(s0, actions[0]))

@@ -27,7 +27,7 @@ def _step_gym(env_id, states, actions, state_dtype):
         rew.append(float(r))
         term.append(terminated)
     env.close()
-    return torch.tensor(np.array(nxt)), torch.tensor(rew), np.array(term)
+    return torch.tensor(np.array(nxt)), torch.tensor(rew, dtype=torch.float64), np.array(term)
 
 
 def test_pendulum_matches_gymnasium_step():
@@ -52,8 +52,9 @@ def test_pendulum_observation_and_state_round_trip():
     obs, _ = env.reset(seed=3)
     s = mdp.state_from_env(env.unwrapped)
     assert torch.allclose(mdp.observe(s), torch.tensor(obs, dtype=torch.float64), atol=1e-6)
-    env.unwrapped.state = mdp.env_state(torch.tensor([math.pi, 0.0]))
-    assert torch.equal(mdp.state_from_env(env.unwrapped), torch.tensor([math.pi, 0.0]))
+    start = torch.tensor([math.pi, 0.0], dtype=torch.float64)
+    env.unwrapped.state = mdp.env_state(start)
+    assert torch.equal(mdp.state_from_env(env.unwrapped), start)
     env.close()
 
 

@@ -263,3 +263,24 @@ def test_exact_estimator_checks_the_model_from_its_trace():
         ExactELBO().loss(wrong_dynamics, softmax_linear_guide, mdp)
     with pytest.raises(TypeError, match="control_model"):
         ExactELBO().loss(lambda mdp, **kw: None, softmax_linear_guide, mdp)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rao_blackwell_surrogate_follows_the_mdp_dtype_without_pathwise_terms(dtype):
+    """A guide with no parameters and no reparameterised site leaves the pathwise part the
+    float 0.0: the surrogate must still come out in the MDP's dtype, not torch's default
+    (the per-particle ELBO against the exact log-weight computed from the guide's trace)."""
+    mdp = pc.random_mdp(3, 2, 3, seed=5, dtype=dtype)
+
+    def prior_guide(mdp, *, num_particles=None, **kw):  # q = the prior policy: no parameters
+        with particles_plate(num_particles):
+            s = pyro.sample("s_0", dist.Categorical(logits=mdp.log_initial))
+            for t in range(mdp.horizon):
+                a = pyro.sample(f"a_{t}", dist.Categorical(logits=mdp.log_action_prior[s]))
+                s = pyro.sample(f"s_{t + 1}", dist.Categorical(logits=mdp.log_transition[s, a]))
+
+    elbo, surrogate = RaoBlackwellELBO(8)._surrogate(pc.control_model, prior_guide, (mdp,), {})
+    assert elbo.dtype == dtype and surrogate.dtype == dtype
+    assert surrogate.shape == (8,) and not surrogate.any()
+    loss = RaoBlackwellELBO(8).differentiable_loss(pc.control_model, prior_guide, mdp)
+    assert loss.dtype == dtype

@@ -13,6 +13,7 @@ from pgm_control import TabularMDP, policy_state_distribution, soft_value_iterat
 from pgm_control.continuous import ContinuousMDP
 from pgm_control.importance import importance_posterior
 from pgm_control.learning import (
+    GaussianDynamics,
     GaussianDynamicsFit,
     Transitions,
     collect_transitions,
@@ -149,8 +150,8 @@ def test_closed_form_map_equals_pyro_autodelta_map():
         svi.step(s, a, s2, S, A, concentration=c)
     torch.testing.assert_close(guide.median()["P"], closed, atol=1e-3, rtol=0)
     mean = fit_tabular_model(data, S, A, 1, estimate="mean", concentration=c).transition
-    counts = torch.zeros(S, A, S)
-    counts.index_put_((s, a, s2), torch.ones(N), accumulate=True)
+    counts = torch.zeros(S, A, S, dtype=torch.float64)
+    counts.index_put_((s, a, s2), torch.ones(N, dtype=torch.float64), accumulate=True)
     torch.testing.assert_close(mean, (counts + c) / (counts.sum(-1, keepdim=True) + S * c))
 
 
@@ -293,3 +294,14 @@ def test_gaussian_dynamics_owns_its_parameters(pendulum_fit):
     ctrl = MPPI(mdp, horizon=5, num_samples=16, temperature=1.0, noise_scale=1.0, seed=0)
     a_0 = ctrl.act(torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float32))
     assert a_0.dtype == torch.float32 and torch.isfinite(a_0).all() and ctrl.closed_form
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gaussian_dynamics_takes_python_stats_straight_into_its_dtype(dtype):
+    """Statistics given as Python floats are not rounded through torch's default dtype."""
+    stats = ([0.1, 0.2], [1.3, 0.7], [0.3], [0.9])
+    model = GaussianDynamics(1, 1, hidden=(4,), learn_reward=False, stats=stats, dtype=dtype)
+    for key, value in zip(("in_mean", "in_std", "out_mean", "out_std"), stats):
+        assert torch.equal(getattr(model, key), torch.tensor(value, dtype=dtype))
+    plain = GaussianDynamics(1, 1, hidden=(4,), learn_reward=False, dtype=dtype)
+    assert plain.in_mean.dtype == plain.out_std.dtype == dtype

@@ -18,6 +18,7 @@ from pgm_control.importance import (
 )
 from pgm_control.mppi import MPPI, AutoregressiveNormal, DiagonalNormal, Episode, run_episode
 
+F64 = torch.float64
 pytestmark = pytest.mark.filterwarnings("ignore::pgm_control.importance.WeightDegeneracyWarning")
 
 
@@ -29,16 +30,16 @@ def test_control_cost_comes_out_of_the_prior_proposal_ratio(family):
     """
     mdp = pendulum(12)
     lam, H, K = 0.7, 12, 64
-    sigma = torch.tensor([0.8])
-    U = torch.linspace(-1.5, 1.5, H)[:, None]  # a nonzero plan
+    sigma = torch.tensor([0.8], dtype=F64)
+    U = torch.linspace(-1.5, 1.5, H, dtype=F64)[:, None]  # a nonzero plan
     if family == "torch Normal":
-        prior = dist.Normal(torch.zeros(1), sigma).to_event(1)
+        prior = dist.Normal(torch.zeros(1, dtype=F64), sigma).to_event(1)
         proposal = dist.Normal(U, sigma).to_event(2)
     else:
-        prior = DiagonalNormal(torch.zeros(1), sigma)
+        prior = DiagonalNormal(torch.zeros(1, dtype=F64), sigma)
         proposal = AutoregressiveNormal(U, sigma, 0.0)
     r = importance_posterior(
-        mdp, torch.tensor([3.0, 0.5]), horizon=H, num_samples=K, temperature=lam,
+        mdp, torch.tensor([3.0, 0.5], dtype=F64), horizon=H, num_samples=K, temperature=lam,
         proposal=proposal, action_prior=prior, seed=0,
     )  # fmt: skip
     eps = r.actions - U
@@ -55,7 +56,7 @@ def test_control_cost_comes_out_of_the_prior_proposal_ratio(family):
 def test_controller_weights_carry_the_control_cost():
     mdp = pendulum()
     ctrl = MPPI(mdp, horizon=10, num_samples=128, temperature=0.5, noise_scale=0.6, seed=1)
-    s = torch.tensor([2.5, -0.3])
+    s = torch.tensor([2.5, -0.3], dtype=F64)
     ctrl.act(s)
     U = ctrl.plan  # the warm-started proposal mean of the next step
     ctrl.act(s)
@@ -66,8 +67,8 @@ def test_controller_weights_carry_the_control_cost():
 
 
 def test_distributions_match_closed_forms():
-    loc, sigma = torch.randn(6, 2), torch.tensor([0.5, 2.0])
-    v = torch.randn(9, 6, 2)
+    loc, sigma = torch.randn(6, 2, dtype=F64), torch.tensor([0.5, 2.0], dtype=F64)
+    v = torch.randn(9, 6, 2, dtype=F64)
     torch.testing.assert_close(
         DiagonalNormal(loc, sigma).log_prob(v), dist.Normal(loc, sigma).to_event(1).log_prob(v)
     )

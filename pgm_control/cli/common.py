@@ -116,7 +116,8 @@ def continuous_header(command: str, mdp: ContinuousMDP, alpha: float, what: str)
 
 
 def vector_fmt(x) -> str:
-    return "[" + ", ".join(f"{float(v):.4g}" for v in torch.as_tensor(x).reshape(-1)) + "]"
+    values = torch.as_tensor(x, dtype=torch.float64).reshape(-1)  # floats: not via float32
+    return "[" + ", ".join(f"{float(v):.4g}" for v in values) + "]"
 
 
 def ess_note(ess: float, num_samples: int) -> str:
