@@ -20,12 +20,12 @@ from torch.distributions import AffineTransform, Normal, TanhTransform, Transfor
 
 from pgm_control import envs
 from pgm_control.continuous import ContinuousMDP
-from pgm_control.continuous_svi import fit_continuous
 from pgm_control.fit_result import FitResult
 from pgm_control.guides import CONTINUOUS_GUIDES, GUIDES
 from pgm_control.guides.continuous import GaussianMLPGuide, SquashedNormal
 from pgm_control.mdp import random_mdp
 from pgm_control.models import continuous_control_model
+from pgm_control.svi import fit_continuous
 
 FAMILIES = sorted(CONTINUOUS_GUIDES)
 F64 = torch.float64

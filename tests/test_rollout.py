@@ -12,12 +12,11 @@ import pytest
 import torch
 
 import pgm_control as pc
-from pgm_control.continuous_svi import fit_continuous
 from pgm_control.envs import evaluate_policy
 from pgm_control.guides import TABULAR_GUIDES
 from pgm_control.mppi import run_episode
 from pgm_control.rollout import RolloutResult, rollout
-from pgm_control.svi import fit
+from pgm_control.svi import fit, fit_continuous
 
 GOAL = 15  # FrozenLake 4x4
 

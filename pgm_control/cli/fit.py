@@ -8,14 +8,13 @@ import torch
 
 from ..backward import log_evidence, soft_value_iteration
 from ..continuous import ContinuousMDP
-from ..continuous_svi import CONTINUOUS_ESTIMATORS, fit_continuous
 from ..envs import evaluate_policy
 from ..estimators import ESTIMATORS
 from ..forward import policy_state_distribution, state_marginals
 from ..guides import CONTINUOUS_GUIDES, TABULAR_GUIDES
 from ..mdp import TabularMDP
 from ..plotting import plot_fit
-from ..svi import fit
+from ..svi import CONTINUOUS_ESTIMATORS, fit, fit_continuous
 from .common import (
     UsageError,
     add_command,
