@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocess runs of every benchmark script (~40 s); CI runs them
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CASES = {

@@ -69,6 +69,7 @@ def test_results_pickle_with_their_guides():
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_save_and_load_reproduce_policy_and_actions_in_a_fresh_process(tmp_path):
     mdp = pc.random_mdp(4, 3, 5, seed=1)
     results = {

@@ -107,6 +107,7 @@ def test_bad_inputs_raise_clear_errors(frozen_lake):
         rollout("FrozenLake-v1", object(), 1)
 
 
+@pytest.mark.slow
 def test_env_success_rate_matches_the_models_exact_goal_probability():
     """Independent randomness for actions and env: the env's success rate is the model's
     exact P(s_T = goal) (a shared stream once biased this by 9 points)."""

@@ -169,6 +169,7 @@ def objects():
     }
 
 
+@pytest.mark.slow
 def test_every_kept_object_reloads_in_a_fresh_process_bit_for_bit(objects, tmp_path):
     kinds = {name: kind for name, (_, kind) in objects.items()}
     for name, (obj, _) in objects.items():

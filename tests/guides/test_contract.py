@@ -150,6 +150,7 @@ def test_fit_a_pyro_module_guide_exactly_and_by_monte_carlo():
     assert mc.exact_elbo > start + 0.8 * (mc.optimum - start)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "family, estimator, optimizer",
     [
