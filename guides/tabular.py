@@ -43,6 +43,7 @@ import torch
 from pgm_control.backward import _step_weights, log_evidence, optimal_elbo, soft_policy_evaluation
 from pgm_control.elbo import trajectory_elbo
 from pgm_control.estimators import exact_elbo
+from pgm_control.forward import policy_state_distribution
 from pgm_control.mdp import TabularMDP, _check_mdp
 from pgm_control.validation import check_positive_int, check_temperature
 
@@ -197,13 +198,12 @@ class TabularGuide(torch.nn.Module):
 
     def _visits(self, mdp, log_pi, log_q0=None, log_qd=None) -> torch.Tensor:
         """dₜ(s) under the guide (its own q(s₀) and qₜ(s'|s,a) when given), shape (T + 1, S)."""
-        pi = log_pi.exp()
-        d = [mdp.initial if log_q0 is None else log_q0.exp()]
-        P = mdp.transition
-        for t in range(mdp.horizon):
-            kernel = P if log_qd is None else log_qd[t].exp()
-            d.append(torch.einsum("s,sa,sax->x", d[t], pi[t], kernel))
-        return torch.stack(d)
+        return policy_state_distribution(
+            mdp,
+            log_pi.exp(),
+            initial=None if log_q0 is None else log_q0.exp(),
+            dynamics=None if log_qd is None else log_qd.exp(),
+        )
 
     def optimum(self, mdp: TabularMDP | None = None, *, temperature: float = 1.0) -> torch.Tensor:
         """The exact optimum this family is measured against: ``optimal_elbo`` here."""
