@@ -12,8 +12,9 @@ from ..backward import soft_value_iteration
 from ..continuous import ContinuousMDP
 from ..importance import importance_posterior
 from ..mdp import TabularMDP
-from ..mppi import MPPI, run_episode
+from ..mppi import MPPI
 from ..plotting import plot_control_episode, plot_importance_sampling
+from ..rollout import run_episode
 from .common import (
     UsageError,
     add_command,
