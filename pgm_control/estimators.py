@@ -66,27 +66,18 @@ def _split_mdp(args, kwargs):
     return None, kwargs
 
 
-# (id(model), id(mdp), kwargs) -> (model, mdp): checked once each; the references keep the ids
-# from being reused, the bound keeps a long sweep over many MDPs from holding them all
-_CHECKED_MODELS: dict = {}
-_CHECKED_MAX = 64
-
-
 def _check_control_model(model, mdp, kwargs, estimator: str):
     """The model must be the tabular control model of ``mdp``: checked from its own trace.
 
     Its latent sites must be ``s_0, a_t, s_{t+1}`` with p0, the action prior and P as their
     distributions (read like a guide's tables, with every state and action pinned). The closed
-    form then stands in for it. Checked once per (model, mdp, arguments).
+    form then stands in for it. :class:`ExactELBO` checks once per (model, mdp, arguments).
     """
     if not isinstance(mdp, TabularMDP):
         raise TypeError(
             f"the {estimator!r} estimator needs a TabularMDP as the model's first argument, "
             f"got {type(mdp).__name__}"
         )
-    key = (id(model), id(mdp), repr(sorted(kwargs.items())))
-    if key in _CHECKED_MODELS:
-        return
     label = getattr(model, "__name__", type(model).__name__)
     try:
         tables = read_guide_tables(model, mdp, **kwargs)
@@ -103,9 +94,6 @@ def _check_control_model(model, mdp, kwargs, estimator: str):
             f"closed form; model {label!r} has other distributions than the MDP's p0, action "
             "prior and P. Use 'score' or 'rao_blackwell' for other models."
         )
-    if len(_CHECKED_MODELS) >= _CHECKED_MAX:
-        _CHECKED_MODELS.pop(next(iter(_CHECKED_MODELS)))  # the oldest
-    _CHECKED_MODELS[key] = (model, mdp)
 
 
 def exact_elbo(guide, mdp: TabularMDP, **model_kwargs) -> torch.Tensor:
@@ -159,13 +147,18 @@ class ExactELBO(ELBO):
 
     def __init__(self):
         super().__init__(num_particles=1)
+        self._checked = None  # (model, mdp, arguments) last checked: the loop calls with the same
 
     def _get_trace(self, model, guide, args, kwargs):
         raise NotImplementedError("ExactELBO computes the ELBO in closed form; it draws no traces")
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         mdp, kwargs = _split_mdp(args, kwargs)
-        _check_control_model(model, mdp, kwargs, "exact")
+        arguments = repr(sorted(kwargs.items()))
+        last = self._checked
+        if last is None or last[0] is not model or last[1] is not mdp or last[2] != arguments:
+            _check_control_model(model, mdp, kwargs, "exact")
+            self._checked = (model, mdp, arguments)
         return -exact_elbo(guide, mdp, **kwargs)
 
     def loss(self, model, guide, *args, **kwargs):
