@@ -187,3 +187,47 @@ def test_gradients_match_finite_differences_where_the_maximiser_is_unique(backup
 def test_unknown_backup_is_a_value_error():
     with pytest.raises(ValueError, match="`backup` must be one of"):
         pc.soft_value_iteration(pc.lottery_mdp(), backup="mmap")
+
+
+@pytest.mark.parametrize("kw", TINY[:2])
+def test_inference_type_returns_are_brute_force_expected_returns(kw):
+    """E_π[Σ r] of each type's policy, by summing over every trajectory under π."""
+    mdp = pc.random_mdp(3, 2, 3, **kw)
+    returns = pc.inference_type_returns(mdp, temperature=0.6)
+    assert set(returns) == set(pc.INFERENCE_TYPES)
+    for backup, got in returns.items():
+        pi = pc.soft_value_iteration(mdp, temperature=0.6, backup=backup).policy.numpy()
+        rows = brute.table(mdp, 1.0, policy=pi)
+        expect = sum(q * ret for _, _, _, _, ret, q in rows if q > 0)
+        assert got == pytest.approx(expect, abs=1e-12), backup
+
+
+def test_on_the_slippery_cliff_only_planning_stays_optimal():
+    """The paper's claim, exactly: all agree without slip; marginal and MAP lose with it."""
+    for slip in (0.0, 0.2):
+        mdp = pc.slippery_cliff_mdp(3, 5, slip=slip)
+        optimum = (mdp.initial * pc.soft_value_iteration(mdp, backup="planning").v[0]).sum()
+        returns = pc.inference_type_returns(mdp, temperature=0.1)
+        regret = {b: optimum.item() - r for b, r in returns.items()}
+        assert abs(regret["planning"]) <= 1e-12
+        assert min(regret.values()) >= -1e-12  # nothing beats planning
+        if slip == 0.0:
+            assert max(regret.values()) <= 1e-3
+        else:
+            assert regret["optimistic"] > 0.05 and regret["map"] > 0.05
+
+
+def test_slippery_cliff_layout_and_validation():
+    mdp = pc.slippery_cliff_mdp(3, 4, slip=0.3)
+    assert mdp.grid_shape == (3, 4) and mdp.horizon == 21
+    assert mdp.desc[2].tolist() == ["S", "H", "H", "G"]
+    torch.testing.assert_close(mdp.transition.sum(-1), torch.ones(12, 4, dtype=F64))
+    # from the start, "up" goes up with 1 − slip, or right into the cliff with slip/3
+    assert mdp.transition[8, 0, 4].item() == pytest.approx(0.7)
+    assert mdp.transition[8, 0, 8].item() == pytest.approx(0.2)  # down or left: a wall
+    assert mdp.transition[8, 0, 9].item() == pytest.approx(0.1)
+    assert mdp.reward[8, 0, 9].item() == -20.0
+    with pytest.raises(ValueError, match="`slip`"):
+        pc.slippery_cliff_mdp(slip=1.0)
+    with pytest.raises(ValueError, match="`width`"):
+        pc.slippery_cliff_mdp(3, 2)
