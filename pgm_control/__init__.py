@@ -40,6 +40,9 @@ from .forward import (
 )
 from .guides import GUIDES
 from .importance import ImportanceResult, WeightDegeneracyWarning, importance_posterior
+
+# what type of inference is planning (issue 13): the five backups compared
+from .inference_types import INFERENCE_TYPES, inference_type_returns, slippery_cliff_mdp
 from .learning import Transitions, collect_transitions, fit_gaussian_dynamics, fit_tabular_model
 from .mdp import TabularMDP, chain_mdp, lottery_mdp, random_mdp
 from .models import continuous_control_model, control_model, enumerated_log_evidence
@@ -102,4 +105,8 @@ __all__ = [
     "fit_gaussian_dynamics",
     # pictures
     "plotting",
+    # what type of inference is planning (issue 13)
+    "INFERENCE_TYPES",
+    "inference_type_returns",
+    "slippery_cliff_mdp",
 ]

@@ -7,6 +7,13 @@ With temperature α, action prior p(a|s) and V_T ≡ 0, for t = T-1 … 0::
     both:                          Vₜ(s)   = α·log Σ_a p(a|s)·exp(Qₜ(s,a)/α)
                                    πₜ(a|s) = p(a|s)·exp((Qₜ(s,a) − Vₜ(s))/α)
 
+The max-type backups of Lázaro-Gredilla et al. 2024 ("What type of inference is planning?")
+reuse the same recursion with max in place of a sum (see :func:`soft_value_iteration`)::
+
+    map:           Qₜ/α = max_s' [log P + (r + Vₜ₊₁)/α],   Vₜ/α = maxₐ [log p(a|s) + Qₜ/α]
+    marginal_map:  Qₜ as optimistic,                        Vₜ/α = maxₐ [log p(a|s) + Qₜ/α]
+    planning:      Qₜ = Σ_s' P·(r + Vₜ₊₁),                 Vₜ = max_{a: p(a|s)>0} Qₜ
+
 The optimistic recursion is the log of the backward message βₜ(s) = p(O_{t:T-1} | sₜ), so
 log p(O) = log Σ p0(s)·exp(V₀(s)/α). The expected recursion is what a variational posterior
 that keeps the true dynamics can achieve; its V₀ gives the best ELBO (Levine 2018, §4).
@@ -46,18 +53,35 @@ __all__ = [
     "soft_policy_evaluation",
 ]
 
-_BACKUPS = ("optimistic", "expected")
+# Each backup is one reduction over next states s' followed by one reduction over actions a
+# (Lázaro-Gredilla et al. 2024, Table 1, read as a dynamic programme):
+#   over s':  "logsumexp" log Σ_s' P·exp((r+V')/α) · "mean" Σ_s' P·(r+V')/α
+#             "max" max_s' log P + (r+V')/α
+#   over a:   "logsumexp" log Σₐ p(a|s)·exp(Q/α) · "max" maxₐ log p(a|s) + Q/α
+#             "support_max" max over {a : p(a|s) > 0} of Q
+_REDUCTIONS = {
+    "optimistic": ("logsumexp", "logsumexp"),  # marginal: the exact posterior
+    "expected": ("mean", "logsumexp"),  # MaxEnt: structured variational
+    "map": ("max", "max"),  # the most likely trajectory
+    "marginal_map": ("logsumexp", "max"),  # max over actions, marginal over next states
+    "planning": ("mean", "support_max"),  # expected utility: the α → 0 limit of "expected"
+}
+_BACKUPS = tuple(_REDUCTIONS)
+_MAX_BACKUPS = ("map", "marginal_map", "planning")
+_TIE_ULPS = 1024  # argmax ties: within 1024·eps·max(1, |V|) of the maximum
 
 
 class SoftValues(typing.NamedTuple):
     """Result of :func:`soft_value_iteration`.
 
     Attributes:
-        q: soft Q, indexed as q[t, s, a], shape (T, S, A).
-        v: soft V, indexed as v[t, s], shape (T + 1, S); v[T] = 0.
-        policy: πₜ(a|s), indexed as policy[t, s, a], shape (T, S, A); rows sum to 1.
+        q: Q, indexed as q[t, s, a], shape (T, S, A), in reward units (see the backup).
+        v: V, indexed as v[t, s], shape (T + 1, S); v[T] = 0.
+        policy: πₜ(a|s), indexed as policy[t, s, a], shape (T, S, A); rows sum to 1. For the
+            max-type backups ("map", "marginal_map", "planning") uniform over the argmax set.
         temperature: α.
-        backup: "optimistic" or "expected".
+        backup: one of "optimistic", "expected", "map", "marginal_map", "planning"
+            ("policy" from :func:`soft_policy_evaluation`).
     """
 
     q: torch.Tensor
@@ -92,38 +116,59 @@ def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
 def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, log_policy=None):
     """Shared recursion for every backup. Returns scaled q/α (T,S,A) and v/α (T+1,S).
 
-    With ``log_policy`` (T,S,A) the expected backup evaluates that policy instead of the
-    soft-optimal one: Vₜ(s)/α = Σₐ πₜ(a|s)·(Qₜ(s,a)/α + log p(a|s) − log πₜ(a|s)).
+    Each step is one reduction over next states (``_REDUCTIONS[backup][0]``) giving qₜ, then
+    one over actions (``[1]``) giving vₜ. With ``log_policy`` (T,S,A) the expected backup
+    evaluates that policy instead of the soft-optimal one:
+    Vₜ(s)/α = Σₐ πₜ(a|s)·(Qₜ(s,a)/α + log p(a|s) − log πₜ(a|s)).
     Each step is a new tensor (no in-place writes), so autograd runs through the recursion.
     """
     if backup not in _BACKUPS:
         raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
+    over_next, over_actions = _REDUCTIONS[backup]
     T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
     w = _step_weights(mdp, observed_steps)
     r_scaled = mdp.reward / alpha  # r(s,a,s')/α, indexed as [s, a, s']
     P = mdp.transition
     log_prior = mdp.log_action_prior
-    if backup == "optimistic":
+    if over_next != "mean":
         log_P = mdp.log_transition
+    if over_next == "logsumexp":
         kernels = {wt: _tilted_kernel(P, wt * r_scaled) for wt in set(w.tolist())}
-    else:
+    elif over_next == "mean":
         r_bar = (P * r_scaled).sum(-1)  # E[r]/α, (S, A)
         P_flat = P.flatten(0, 1)  # (S·A, S')
+    if over_actions == "support_max":  # 0 where the prior allows an action, −inf elsewhere
+        log_prior = torch.where(torch.isinf(log_prior), log_prior, torch.zeros_like(log_prior))
     v_tp1 = torch.zeros(S, dtype=mdp.float_dtype, device=mdp.device)  # V_T = 0
     q_rev, v_rev = [], [v_tp1]  # built from t = T-1 down to 0
     for t in range(T - 1, -1, -1):
-        if backup == "optimistic":
+        if over_next == "logsumexp":
             q_t = _logsumexp_matvec(*kernels[w[t].item()], log_P, w[t] * r_scaled, v_tp1)
-        else:
+        elif over_next == "mean":
             q_t = w[t] * r_bar + _expected_next(P_flat, v_tp1, log_policy).view(S, A)
-        if log_policy is None:
-            v_t = torch.logsumexp(log_prior + q_t, dim=-1)
-        else:
+        else:  # max_s' log P + r/α + Vₜ₊₁ (log P = −inf off the support)
+            q_t = (log_P + w[t] * r_scaled + v_tp1).amax(-1)
+        if log_policy is not None:
             v_t = _policy_value(log_policy[t], log_prior, q_t)
+        elif over_actions == "logsumexp":
+            v_t = torch.logsumexp(log_prior + q_t, dim=-1)
+        else:  # "max" and "support_max" (log_prior is 0 / −inf for the latter)
+            v_t = (log_prior + q_t).amax(-1)
         q_rev.append(q_t)
         v_rev.append(v_t)
         v_tp1 = v_t
     return torch.stack(q_rev[::-1]), torch.stack(v_rev[::-1])
+
+
+def _argmax_policy(score: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+    """Uniform over {a : score(a) ≥ best − tol}, tol = 1024·eps·max(1, |best|); no gradient.
+
+    ``score`` (T,S,A) is what the action reduction maximised, ``best`` (T,S) its maximum.
+    """
+    score, best = score.detach(), best.detach()
+    tol = _TIE_ULPS * torch.finfo(score.dtype).eps * best.abs().clamp(min=1.0)
+    ties = (score >= (best - tol)[..., None]).to(score.dtype)
+    return ties / ties.sum(-1, keepdim=True)
 
 
 def _expected_next(P_flat, v_tp1, log_policy):
@@ -197,27 +242,66 @@ def soft_value_iteration(
     backup: str = "optimistic",
     observed_steps: Iterable[int] | None = None,
 ) -> SoftValues:
-    """Finite-horizon soft value iteration (the backward messages of the optimality PGM).
+    """Finite-horizon value iteration for each type of planning inference (backward messages).
 
     ``Qₜ(s,a) = α·log E_{s'}[exp((r + Vₜ₊₁)/α)]`` (optimistic) or ``E_{s'}[r + Vₜ₊₁]``
-    (expected); ``Vₜ(s) = α·log Σₐ p(a|s)·exp(Qₜ/α)``. Levine 2018, eqs. 9–11 and §4.
+    (expected); ``Vₜ(s) = α·log Σₐ p(a|s)·exp(Qₜ/α)``. Levine 2018, eqs. 9–11 and §4. The
+    five types of Lázaro-Gredilla et al. 2024 ("What type of inference is planning?", Table 1),
+    with V_T = 0 and ``w = 1`` on observed steps:
+
+    =================  ==========================================  =================================
+    backup             Qₜ(s,a)/α                                   Vₜ(s)/α
+    =================  ==========================================  =================================
+    "optimistic"       log Σ_s' P·exp((w·r + Vₜ₊₁)/α)              log Σₐ p(a|s)·exp(Qₜ/α)
+    "expected"         Σ_s' P·(w·r + Vₜ₊₁)/α                       log Σₐ p(a|s)·exp(Qₜ/α)
+    "map"              max_s' [log P + (w·r + Vₜ₊₁)/α]             maxₐ [log p(a|s) + Qₜ/α]
+    "marginal_map"     log Σ_s' P·exp((w·r + Vₜ₊₁)/α)              maxₐ [log p(a|s) + Qₜ/α]
+    "planning"         Qₜ = Σ_s' P·(w·r + Vₜ₊₁)  (no α)            Vₜ = max_{a : p(a|s) > 0} Qₜ
+    =================  ==========================================  =================================
+
+    What q and v are (all in reward units, α times the scaled values except for planning):
+
+    - optimistic (marginal): Vₜ(s)/α = log p(O_{t:T-1} | sₜ = s), the exact posterior.
+    - expected (MaxEnt): the soft value of the best policy that keeps the true dynamics.
+    - map: Vₜ(s)/α = max over a_{t:T-1}, s_{t+1:T} of log p(a, s', O | sₜ = s), the log
+      max-product message; its policy follows the single most likely trajectory.
+    - marginal_map: Vₜ(s)/α = max over deterministic reactive policies π of
+      log E_π[Π p(a|s)·exp(w·r/α)] from sₜ = s: max over actions, sum over next states
+      (risk-seeking: it scores an action by log E exp(r/α)).
+    - planning: Vₜ(s) = max over policies within the prior's support of E[Σ w·r], the classical
+      expected-utility value (the α → 0 limit of "expected"); α plays no other role.
+
+    The max-type policies are uniform over the argmax set of the action reduction, with ties
+    within 1024·eps·max(1, |V/α|) (``planning``: |V|) of the maximum.
 
     Args:
         mdp: a :class:`TabularMDP`.
         temperature: α > 0; p(O=1|s,a,s') = exp(r/α).
-        backup: "optimistic" (exact posterior p(a|s,O)) or "expected" (the max-ent policy a
-            guide sharing the true dynamics converges to).
+        backup: "optimistic" (exact posterior p(a|s,O)), "expected" (the max-ent policy a
+            guide sharing the true dynamics converges to), "map", "marginal_map" or "planning".
         observed_steps: condition only on these O_t (e.g. ``[T-1]`` for goal reaching); the
             others are marginalised out. All by default.
 
     Returns:
         :class:`SoftValues` with q (T,S,A), v (T+1,S), policy (T,S,A), in reward units and the
         MDP's dtype; differentiable in ``mdp.reward`` and ``mdp.transition``. In float32 the
-        policy rows sum to 1 within ≈ eps·max|Q/α|.
+        policy rows sum to 1 within ≈ eps·max|Q/α|. For the max-type backups q and v are
+        piecewise smooth: autograd returns a subgradient (torch's ``amax`` splits the gradient
+        evenly between tied maxima), which is the gradient wherever the maximiser is unique;
+        their policy is piecewise constant and carries no gradient.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
-    q_scaled, v_scaled = _backward(mdp, alpha, backup, observed_steps)
+    if backup not in _BACKUPS:
+        raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
+    scale = 1.0 if backup == "planning" else alpha  # planning's values do not depend on α
+    q_scaled, v_scaled = _backward(mdp, scale, backup, observed_steps)
+    if backup in _MAX_BACKUPS:
+        log_prior = mdp.log_action_prior
+        if backup == "planning":
+            log_prior = torch.where(torch.isinf(log_prior), log_prior, torch.zeros_like(log_prior))
+        policy = _argmax_policy(log_prior + q_scaled, v_scaled[:-1])
+        return SoftValues(scale * q_scaled, scale * v_scaled, policy, alpha, backup)
     log_pi = mdp.log_action_prior + q_scaled - v_scaled[:-1, :, None]
     return SoftValues(alpha * q_scaled, alpha * v_scaled, torch.exp(log_pi), alpha, backup)
 

@@ -75,3 +75,16 @@ def test_benchmark_runs_on_tiny_settings(script, tmp_path):
     if "overall:" in out:  # the exit code is the verdict
         assert ("overall: PASS" in out) == (proc.returncode == 0)
     assert "Traceback" not in proc.stderr
+
+
+def test_what_type_of_inference_benchmark_smoke(tmp_path):
+    """benchmarks/what_type_of_inference.py --smoke: every table and verdict, exit 0 or 1."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "what_type_of_inference.py"), "--smoke"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    for text in ("planning is optimal", "the lottery", "Taxi-v4", "equal to 1e-10", "overall:"):
+        assert text in proc.stdout, proc.stdout[-3000:]
+    assert ("overall: PASS" in proc.stdout) == (proc.returncode == 0)

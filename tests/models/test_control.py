@@ -111,3 +111,54 @@ def test_enumeration_equals_messages_in_float32(alpha):
     exact64 = pc.log_evidence(mdp.to(dtype=torch.float64), temperature=alpha).item()
     bound = 4 * 6 * torch.finfo(torch.float32).eps * max(1.0, abs(exact64))
     assert abs(got.item() - exact64) <= bound and abs(exact.item() - exact64) <= bound
+
+
+@pytest.mark.parametrize(
+    "make,methods",
+    [
+        (
+            lambda: pc.random_mdp(5, 3, 7, seed=2, concentration=0.3, random_action_prior=True),
+            ("forward", "trace_enum_elbo"),
+        ),
+        (lambda: pc.TabularMDP.from_gymnasium("FrozenLake-v1", 12), ("forward",)),
+        (
+            lambda: pc.TabularMDP.from_gymnasium("CliffWalking-v1", 5, is_slippery=True),
+            ("forward", "trace_enum_elbo"),
+        ),
+    ],
+)
+def test_both_enumeration_methods_equal_the_messages_to_1e10(make, methods):
+    mdp = make()
+    for kw in ({}, {"observed_steps": [0, mdp.horizon - 1]}, {"temperature": 0.3}):
+        exact = pc.log_evidence(mdp, **kw).item()
+        for method in methods:
+            got = enumerated_log_evidence(mdp, method=method, **kw)
+            assert got.dtype == torch.float64
+            assert got.item() == pytest.approx(exact, abs=1e-10), (method, kw)
+
+
+def test_the_forward_enumeration_never_calls_the_messages(monkeypatch):
+    """Independence: with the library's recursion disabled, Pyro's route still answers."""
+    import pgm_control.backward as backward
+
+    mdp = pc.random_mdp(4, 2, 5, seed=4)
+    exact = pc.log_evidence(mdp).item()
+
+    def _disabled(*args, **kwargs):
+        raise AssertionError("the certificate called the library's messages")
+
+    monkeypatch.setattr(backward, "_backward", _disabled)
+    assert enumerated_log_evidence(mdp).item() == pytest.approx(exact, abs=1e-10)
+
+
+def test_enumeration_method_is_validated():
+    with pytest.raises(ValueError, match="`method`"):
+        enumerated_log_evidence(pc.random_mdp(2, 2, 2), method="scan")
+
+
+def test_forward_enumeration_stays_exact_as_temperature_vanishes():
+    """Log-weights spanning ~3·10⁵ nats: one shift for the whole product keeps it exact."""
+    mdp = pc.random_mdp(8, 3, 15, seed=0)
+    exact = pc.log_evidence(mdp, temperature=1e-4).item()
+    got = enumerated_log_evidence(mdp, temperature=1e-4).item()
+    assert got == pytest.approx(exact, rel=1e-13)
