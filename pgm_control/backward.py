@@ -105,8 +105,6 @@ def _backward(
     memory (Qₜ is recomputed from Vₜ₊₁ where needed, :func:`_q_step`).
     Each step is a new tensor (no in-place writes), so autograd runs through the recursion.
     """
-    if backup not in _BACKUPS:
-        raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
     w = _step_weights(mdp, observed_steps)
     step = _QStep(mdp, alpha, backup, w, log_policy)
     log_prior = mdp.log_action_prior
@@ -134,6 +132,8 @@ class _QStep:
     """
 
     def __init__(self, mdp, alpha, backup, w, log_policy=None):
+        if backup not in _BACKUPS:
+            raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
         self.dyn, self.w, self.backup = mdp.dynamics, w, backup
         self.allow_neg_inf = log_policy is not None
         self.r_scaled = self.dyn.reward / alpha  # r(s,a,s')/α in the layout's own indexing

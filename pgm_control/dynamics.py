@@ -112,8 +112,7 @@ class DenseDynamics:
         return q
 
     def max_tilted(self, r: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        logits = torch.where(self.transition > 0, r + v, -torch.inf)
-        return (self.log_transition + logits).amax(-1)
+        return (self.log_transition + r + v).amax(-1)  # log P = −inf off the support
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
         S, A, _ = self.transition.shape
@@ -197,8 +196,7 @@ class SparseDynamics:
         return q
 
     def max_tilted(self, r: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        logits = torch.where(self.prob > 0, r + v[self.next_state], -torch.inf)
-        return (self.log_transition + logits).amax(0)
+        return (self.log_transition + r + v[self.next_state]).amax(0)  # padding: log P = −inf
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
         """Σ_{s,a} x(s,a)·P(s'|s,a), (S,): one scatter-add over the non-zeros."""
@@ -331,6 +329,8 @@ def _reward_on_support(reward, keys, shape, dtype, device) -> torch.Tensor:
             reward = reward.coalesce()
             r_keys = torch.sort(r_keys).values
         r_vals = reward.values()
+        if r_keys.shape == keys.shape and torch.equal(r_keys, keys):  # the same support
+            return r_vals
         if r_keys.numel() == 0:
             return torch.zeros(keys.shape, dtype=dtype, device=device)
         pos = torch.searchsorted(r_keys, keys).clamp(max=r_keys.numel() - 1)
