@@ -15,7 +15,8 @@ The operations, with ``r`` the (already scaled) reward in the layout's own shape
     expect(v)                (S, A)   = Σ_s' P(s'|s,a)·v(s')            (0·(−inf) = 0)
     log_expect_tilted(r, v)  (S, A)   = log Σ_s' P(s'|s,a)·exp(r(s,a,s') + v(s'))
     max_tilted(r, v)         (S, A)   = max_{s': P>0} log P(s'|s,a) + r(s,a,s') + v(s')
-    push(x)                  (S,)     = Σ_{s,a} x(s,a)·P(s'|s,a)
+    posterior_step(.., r, v) (Qₜ, p(s'|s,a,O)): log_expect_tilted and each s' share of it
+    push(x)                  (S,)     = Σ_{s,a} x(s,a)·P(s'|s,a)      (push_with: other kernel)
     push_log(l, lp, r)       (S,)     = log Σ_{s,a} exp(l(s) + lp(s,a))·P(s'|s,a)·exp(r(s,a,s'))
 
 Every operation is out of place, so autograd runs through it (in P's and r's values).
@@ -53,6 +54,22 @@ def _finite_shift(x: torch.Tensor) -> torch.Tensor:
     """max x as a detached shift for a log-sum-exp, 0 where the max is ±inf."""
     m = x.detach().max()
     return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+
+
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _times_gathered(kernel: torch.Tensor, v: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """kernel·v[index] for (K, S, A) ``kernel`` and ``index``: one flat index_select.
+
+    Multiplied in place into the gathered buffer when no gradient is recorded (the hot path
+    of the million-state runs); out of place otherwise, so autograd sees every factor.
+    """
+    gathered = v.index_select(0, index.reshape(-1)).view(index.shape)
+    if _needs_grad(kernel, v):
+        return kernel * gathered
+    return gathered.mul_(kernel)
 
 
 class DenseDynamics:
@@ -114,6 +131,17 @@ class DenseDynamics:
     def max_tilted(self, r: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return (self.log_transition + r + v).amax(-1)  # log P = −inf off the support
 
+    def posterior_step(self, tilted, r: torch.Tensor, v: torch.Tensor):
+        """(Qₜ, p(s'|s,a,O) (S, A, S)): the optimistic backup and its posterior dynamics."""
+        q = self.log_expect_tilted(tilted, r, v)
+        logits = self.log_transition + r + v
+        return q, torch.exp(logits - q[..., None])
+
+    def push_with(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """Σ_{s,a} x(s,a)·kernel(s'|s,a) for a dense kernel (S, A, S)."""
+        S, A, _ = kernel.shape
+        return x.reshape(S * A) @ kernel.reshape(S * A, S)
+
     def push(self, x: torch.Tensor) -> torch.Tensor:
         S, A, _ = self.transition.shape
         return x.reshape(S * A) @ self.transition.reshape(S * A, S)
@@ -158,9 +186,9 @@ class SparseDynamics:
 
     def expect(self, v: torch.Tensor, allow_neg_inf: bool = False) -> torch.Tensor:
         """Σ_k P_k·v(next_k), (S, A); with ``allow_neg_inf``, −inf where a −inf v is reachable."""
-        v_next = v[self.next_state]  # (K, S, A)
         if not allow_neg_inf or not torch.isinf(v).any():
-            return (self.prob * v_next).sum(0)
+            return _times_gathered(self.prob, v, self.next_state).sum(0)
+        v_next = v[self.next_state]  # (K, S, A)
         on = self.prob > 0
         finite = torch.isfinite(v_next)
         value = (self.prob * torch.where(finite, v_next, torch.zeros_like(v_next))).sum(0)
@@ -182,10 +210,7 @@ class SparseDynamics:
         """
         kernel, m = tilted
         v_max = v.max()
-        ev = torch.exp(v - v_max)
-        total = kernel[0] * ev[self.next_state[0]]
-        for k in range(1, kernel.shape[0]):
-            total = total + kernel[k] * ev[self.next_state[k]]
+        total = _times_gathered(kernel, torch.exp(v - v_max), self.next_state).sum(0)
         bad = total < _underflow_threshold(total.dtype)
         q = torch.log(torch.where(bad, torch.ones_like(total), total)) + m + v_max
         if bad.any():
@@ -197,6 +222,38 @@ class SparseDynamics:
 
     def max_tilted(self, r: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return (self.log_transition + r + v[self.next_state]).amax(0)  # padding: log P = −inf
+
+    def posterior_step(self, tilted, r: torch.Tensor, v: torch.Tensor):
+        """(Qₜ, p(s'|s,a,O)): the optimistic backup and its posterior dynamics in one pass.
+
+        p(s'|s,a,O) = P·exp(r + v(s') − Qₜ(s,a)) is each successor's share of the backup's
+        sum, (K, S, A) on the successor lists; underflowing rows by an exact softmax.
+        """
+        kernel, m = tilted
+        v_max = v.max()
+        terms = _times_gathered(kernel, torch.exp(v - v_max), self.next_state)  # (K, S, A)
+        total = terms.sum(0)
+        bad = total < _underflow_threshold(total.dtype)
+        safe = torch.where(bad, torch.ones_like(total), total)
+        q = torch.log(safe) + m + v_max
+        share = terms.div_(safe) if not _needs_grad(terms, safe) else terms / safe
+        if bad.any():
+            idx = bad.nonzero(as_tuple=True)
+            nxt = self.next_state[:, idx[0], idx[1]]
+            logits = self.log_transition[:, idx[0], idx[1]] + r[:, idx[0], idx[1]] + v[nxt]
+            q = q.index_put(idx, torch.logsumexp(logits, dim=0))
+            rows = torch.softmax(logits, dim=0)
+            share = share.index_put((slice(None), *idx), rows)
+        return q, share
+
+    def push_with(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """Σ_{s,a} x(s,a)·kernel(s'|s,a) for a kernel on the successor lists (K, S, A).
+
+        ``kernel`` is a scratch buffer: overwritten when no gradient is recorded.
+        """
+        flat = (kernel * x if _needs_grad(kernel, x) else kernel.mul_(x)).reshape(-1)
+        out = torch.zeros(self.num_states, dtype=flat.dtype, device=flat.device)
+        return out.index_add(0, self.next_state.reshape(-1), flat)
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
         """Σ_{s,a} x(s,a)·P(s'|s,a), (S,): one scatter-add over the non-zeros."""

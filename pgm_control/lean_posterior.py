@@ -18,7 +18,6 @@ import typing
 import torch
 
 from .backward import _backward, _QStep, _step_weights
-from .forward import log_forward_messages
 from .mdp import TabularMDP, _check_mdp, _check_temperature
 from .validation import check_int
 
@@ -46,18 +45,31 @@ def lean_posterior(
 ) -> LeanPosterior:
     """log p(O), the values Vₜ and the state marginals p(sₜ|O), without any (T, S, A) tensor.
 
-    One backward pass (optimistic backup, values only) and one forward pass: peak memory
-    ≈ 3·(T + 1)·S floats plus the dynamics (O(S·T + nnz)); time ∝ T·nnz on sparse dynamics.
+    One backward pass (optimistic backup, values only) and one forward pass along the
+    posterior chain p(sₜ₊₁|O) = Σ_{s,a} p(sₜ|O)·πₜ(a|s)·p(s'|s,a,O), each Qₜ and p(s'|s,a,O)
+    recomputed from Vₜ₊₁: peak memory ≈ 2·(T + 1)·S floats plus O(nnz) per step; time ∝ T·nnz
+    on sparse dynamics.
     The same numbers as :func:`log_evidence`, :func:`soft_value_iteration` ``.v`` and
     :func:`state_marginals` (``include_final=True``); differentiable like them.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
+    w = _step_weights(mdp, observed_steps)
     _, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps, keep_q=False)
-    log_a = log_forward_messages(mdp, temperature=alpha, observed_steps=observed_steps)
     log_z = torch.logsumexp(mdp.log_initial + v_scaled[0], dim=0)
-    marginals = torch.exp(log_a + v_scaled - log_z)
-    return LeanPosterior(log_z, alpha * v_scaled, marginals, alpha)
+    # forward along the posterior chain: p(sₜ₊₁|O) = Σ p(sₜ|O)·πₜ(a|s)·p(s'|s,a,O), with Qₜ
+    # and the posterior dynamics recomputed from Vₜ₊₁ (probabilities: nothing to rescale)
+    step = _QStep(mdp, alpha, "optimistic", w)
+    dyn, log_prior = mdp.dynamics, mdp.log_action_prior
+    m_t = torch.exp(mdp.log_initial + v_scaled[0] - log_z)
+    marginals = [m_t]
+    for t in range(mdp.horizon):
+        tilted = step.kernels[w[t].item()]
+        q_t, share = dyn.posterior_step(tilted, w[t] * step.r_scaled, v_scaled[t + 1])
+        pi_t = torch.exp(log_prior + q_t - v_scaled[t][:, None])
+        m_t = dyn.push_with(m_t[:, None] * pi_t, share)
+        marginals.append(m_t)
+    return LeanPosterior(log_z, alpha * v_scaled, torch.stack(marginals), alpha)
 
 
 def soft_policy_at(

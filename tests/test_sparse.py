@@ -310,3 +310,34 @@ def test_dense_only_views_say_so_on_sparse():
     log_qd = torch.log_softmax(torch.zeros(T, S, A, S, dtype=torch.float64), -1)
     with pytest.raises(TypeError, match="`log_dynamics`.*sparse"):
         pc.trajectory_elbo(sparse, log_pi, log_dynamics=log_qd)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+@pytest.mark.parametrize("steps", [None, [2]])
+def test_lean_posterior_matches_the_full_routines(layout, steps):
+    """The posterior-chain forward pass vs αₜ·βₜ; the recomputed πₜ vs the stored one."""
+    dense, sparse = sparse_pair(6, 3, 5, 2, 9, prior=True)
+    r = dense.reward.clone()
+    r[1, 0] = -2000.0  # rows whose backup sum underflows: the exact fallback
+    dense = dense.replace(reward=r)
+    sparse = sparse.replace(reward=(r * (dense.transition > 0)).to_sparse())
+    mdp = dense if layout == "dense" else sparse
+    kw = dict(temperature=0.7, observed_steps=steps)
+    lean = pc.lean_posterior(mdp, **kw)
+    torch.testing.assert_close(lean.log_evidence, pc.log_evidence(dense, **kw), **TOL)
+    torch.testing.assert_close(
+        lean.state_marginals, pc.state_marginals(dense, include_final=True, **kw), **TOL
+    )
+    sv = pc.soft_value_iteration(dense, **kw)
+    torch.testing.assert_close(lean.values, sv.v, **TOL)
+    for backup in ("optimistic", "expected"):
+        sv = pc.soft_value_iteration(dense, backup=backup, **kw)
+        for t in range(5):
+            pi_t = pc.soft_policy_at(mdp, sv.v, t, backup=backup, **kw)
+            torch.testing.assert_close(pi_t, sv.policy[t], **TOL)
+    with pytest.raises(ValueError, match="`t` must be"):
+        pc.soft_policy_at(mdp, sv.v, 5)
+    with pytest.raises(ValueError, match="`values` must be"):
+        pc.soft_policy_at(mdp, sv.v[1:], 0)
+    with pytest.raises(ValueError, match="`backup` must be"):
+        pc.soft_policy_at(mdp, sv.v, 0, backup="greedy")
