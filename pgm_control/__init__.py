@@ -43,6 +43,9 @@ from .forward import (
 from .gridworld import gridworld
 from .guides import GUIDES
 from .importance import ImportanceResult, WeightDegeneracyWarning, importance_posterior
+
+# what type of inference is planning (issue 13): the five backups compared
+from .inference_types import INFERENCE_TYPES, inference_type_returns, slippery_cliff_mdp
 from .lean_posterior import LeanPosterior, lean_posterior, soft_policy_at
 from .learning import Transitions, collect_transitions, fit_gaussian_dynamics, fit_tabular_model
 from .mdp import TabularMDP, chain_mdp, lottery_mdp, random_mdp
@@ -111,4 +114,8 @@ __all__ = [
     "lean_posterior",
     "LeanPosterior",
     "soft_policy_at",
+    # what type of inference is planning (issue 13)
+    "INFERENCE_TYPES",
+    "inference_type_returns",
+    "slippery_cliff_mdp",
 ]

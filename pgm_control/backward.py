@@ -7,6 +7,13 @@ With temperature α, action prior p(a|s) and V_T ≡ 0, for t = T-1 … 0::
     both:                          Vₜ(s)   = α·log Σ_a p(a|s)·exp(Qₜ(s,a)/α)
                                    πₜ(a|s) = p(a|s)·exp((Qₜ(s,a) − Vₜ(s))/α)
 
+The max-type backups of Lázaro-Gredilla et al. 2024 ("What type of inference is planning?")
+reuse the same recursion with max in place of a sum (see :func:`soft_value_iteration`)::
+
+    map:           Qₜ/α = max_s' [log P + (r + Vₜ₊₁)/α],   Vₜ/α = maxₐ [log p(a|s) + Qₜ/α]
+    marginal_map:  Qₜ as optimistic,                        Vₜ/α = maxₐ [log p(a|s) + Qₜ/α]
+    planning:      Qₜ = Σ_s' P·(r + Vₜ₊₁),                 Vₜ = max_{a: p(a|s)>0} Qₜ
+
 The optimistic recursion is the log of the backward message βₜ(s) = p(O_{t:T-1} | sₜ), so
 log p(O) = log Σ p0(s)·exp(V₀(s)/α). The expected recursion is what a variational posterior
 that keeps the true dynamics can achieve; its V₀ gives the best ELBO (Levine 2018, §4).
@@ -46,18 +53,35 @@ __all__ = [
     "soft_policy_evaluation",
 ]
 
-_BACKUPS = ("optimistic", "expected")
+# Each backup is one reduction over next states s' followed by one reduction over actions a
+# (Lázaro-Gredilla et al. 2024, Table 1, read as a dynamic programme):
+#   over s':  "logsumexp" log Σ_s' P·exp((r+V')/α) · "mean" Σ_s' P·(r+V')/α
+#             "max" max_s' log P + (r+V')/α
+#   over a:   "logsumexp" log Σₐ p(a|s)·exp(Q/α) · "max" maxₐ log p(a|s) + Q/α
+#             "support_max" max over {a : p(a|s) > 0} of Q
+_REDUCTIONS = {
+    "optimistic": ("logsumexp", "logsumexp"),  # marginal: the exact posterior
+    "expected": ("mean", "logsumexp"),  # MaxEnt: structured variational
+    "map": ("max", "max"),  # the most likely trajectory
+    "marginal_map": ("logsumexp", "max"),  # max over actions, marginal over next states
+    "planning": ("mean", "support_max"),  # expected utility: the α → 0 limit of "expected"
+}
+_BACKUPS = tuple(_REDUCTIONS)
+_MAX_BACKUPS = ("map", "marginal_map", "planning")
+_TIE_ULPS = 1024  # argmax ties: within 1024·eps·max(1, |V|) of the maximum
 
 
 class SoftValues(typing.NamedTuple):
     """Result of :func:`soft_value_iteration`.
 
     Attributes:
-        q: soft Q, indexed as q[t, s, a], shape (T, S, A).
-        v: soft V, indexed as v[t, s], shape (T + 1, S); v[T] = 0.
-        policy: πₜ(a|s), indexed as policy[t, s, a], shape (T, S, A); rows sum to 1.
+        q: Q, indexed as q[t, s, a], shape (T, S, A), in reward units (see the backup).
+        v: V, indexed as v[t, s], shape (T + 1, S); v[T] = 0.
+        policy: πₜ(a|s), indexed as policy[t, s, a], shape (T, S, A); rows sum to 1. For the
+            max-type backups ("map", "marginal_map", "planning") uniform over the argmax set.
         temperature: α.
-        backup: "optimistic" or "expected".
+        backup: one of "optimistic", "expected", "map", "marginal_map", "planning"
+            ("policy" from :func:`soft_policy_evaluation`).
     """
 
     q: torch.Tensor
@@ -99,23 +123,30 @@ def _backward(
 ):
     """Shared recursion for every backup. Returns scaled q/α (T,S,A) and v/α (T+1,S).
 
-    With ``log_policy`` (T,S,A) the expected backup evaluates that policy instead of the
+    Each step is one reduction over next states (``_REDUCTIONS[backup][0]``, :class:`_QStep`,
+    on dense or sparse dynamics) giving qₜ, then one over actions (``[1]``) giving vₜ. With
+    ``log_policy`` (T,S,A) the expected backup evaluates that policy instead of the
     soft-optimal one: Vₜ(s)/α = Σₐ πₜ(a|s)·(Qₜ(s,a)/α + log p(a|s) − log πₜ(a|s)).
     With ``keep_q=False`` q is None and only the (T+1, S) values are stored, O(S·T + nnz)
-    memory (Qₜ is recomputed from Vₜ₊₁ where needed, :func:`_q_step`).
+    memory (Qₜ is recomputed from Vₜ₊₁ where needed, :class:`_QStep`).
     Each step is a new tensor (no in-place writes), so autograd runs through the recursion.
     """
     w = _step_weights(mdp, observed_steps)
     step = _QStep(mdp, alpha, backup, w, log_policy)
+    over_actions = _REDUCTIONS[backup][1]
     log_prior = mdp.log_action_prior
+    if over_actions == "support_max":  # 0 where the prior allows an action, −inf elsewhere
+        log_prior = torch.where(torch.isinf(log_prior), log_prior, torch.zeros_like(log_prior))
     v_tp1 = torch.zeros(mdp.num_states, dtype=mdp.float_dtype, device=mdp.device)  # V_T = 0
     q_rev, v_rev = [], [v_tp1]  # built from t = T-1 down to 0
     for t in range(mdp.horizon - 1, -1, -1):
         q_t = step(t, v_tp1)
-        if log_policy is None:
-            v_t = torch.logsumexp(log_prior + q_t, dim=-1)
-        else:
+        if log_policy is not None:
             v_t = _policy_value(log_policy[t], log_prior, q_t)
+        elif over_actions == "logsumexp":
+            v_t = torch.logsumexp(log_prior + q_t, dim=-1)
+        else:  # "max" and "support_max" (log_prior is 0 / −inf for the latter)
+            v_t = (log_prior + q_t).amax(-1)
         if keep_q:
             q_rev.append(q_t)
         v_rev.append(v_t)
@@ -127,27 +158,45 @@ def _backward(
 class _QStep:
     """Qₜ/α from Vₜ₊₁/α for one backup: ``step(t, v_tp1)`` → (S, A), on dense or sparse P.
 
-    Built once per recursion (the tilted kernels and E[r]/α are per-MDP constants), so the
-    forward pass of the lean route can recompute any Qₜ from the stored Vₜ₊₁.
+    The reduction over next states of ``_REDUCTIONS[backup][0]``, through the layout's
+    operations (:mod:`pgm_control.dynamics`): "logsumexp" → ``log_expect_tilted``, "mean" →
+    ``mean`` + ``expect``, "max" → ``max_tilted``. Built once per recursion (the tilted
+    kernels and E[r]/α are per-MDP constants), so the forward pass of the lean route can
+    recompute any Qₜ from the stored Vₜ₊₁.
     """
 
     def __init__(self, mdp, alpha, backup, w, log_policy=None):
         if backup not in _BACKUPS:
             raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
-        self.dyn, self.w, self.backup = mdp.dynamics, w, backup
+        self.dyn, self.w = mdp.dynamics, w
+        self.over_next = _REDUCTIONS[backup][0]
         self.allow_neg_inf = log_policy is not None
         self.r_scaled = self.dyn.reward / alpha  # r(s,a,s')/α in the layout's own indexing
-        if backup == "optimistic":
+        if self.over_next == "logsumexp":
             self.kernels = {wt: self.dyn.tilt(wt * self.r_scaled) for wt in set(w.tolist())}
-        else:
+        elif self.over_next == "mean":
             self.r_bar = self.dyn.mean(self.r_scaled)  # E[r]/α, (S, A)
 
     def __call__(self, t: int, v_tp1: torch.Tensor) -> torch.Tensor:
         w_t = self.w[t]
-        if self.backup == "optimistic":
+        if self.over_next == "logsumexp":
             tilted = self.kernels[w_t.item()]
             return self.dyn.log_expect_tilted(tilted, w_t * self.r_scaled, v_tp1)
-        return w_t * self.r_bar + self.dyn.expect(v_tp1, self.allow_neg_inf)
+        if self.over_next == "mean":
+            return w_t * self.r_bar + self.dyn.expect(v_tp1, self.allow_neg_inf)
+        # max_s' log P + r/α + Vₜ₊₁ (log P = −inf off the support)
+        return self.dyn.max_tilted(w_t * self.r_scaled, v_tp1)
+
+
+def _argmax_policy(score: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+    """Uniform over {a : score(a) ≥ best − tol}, tol = 1024·eps·max(1, |best|); no gradient.
+
+    ``score`` (T,S,A) is what the action reduction maximised, ``best`` (T,S) its maximum.
+    """
+    score, best = score.detach(), best.detach()
+    tol = _TIE_ULPS * torch.finfo(score.dtype).eps * best.abs().clamp(min=1.0)
+    ties = (score >= (best - tol)[..., None]).to(score.dtype)
+    return ties / ties.sum(-1, keepdim=True)
 
 
 def _policy_value(log_pi, log_prior, q_scaled):
@@ -168,27 +217,66 @@ def soft_value_iteration(
     backup: str = "optimistic",
     observed_steps: Iterable[int] | None = None,
 ) -> SoftValues:
-    """Finite-horizon soft value iteration (the backward messages of the optimality PGM).
+    """Finite-horizon value iteration for each type of planning inference (backward messages).
 
     ``Qₜ(s,a) = α·log E_{s'}[exp((r + Vₜ₊₁)/α)]`` (optimistic) or ``E_{s'}[r + Vₜ₊₁]``
-    (expected); ``Vₜ(s) = α·log Σₐ p(a|s)·exp(Qₜ/α)``. Levine 2018, eqs. 9–11 and §4.
+    (expected); ``Vₜ(s) = α·log Σₐ p(a|s)·exp(Qₜ/α)``. Levine 2018, eqs. 9–11 and §4. The
+    five types of Lázaro-Gredilla et al. 2024 ("What type of inference is planning?", Table 1),
+    with V_T = 0 and ``w = 1`` on observed steps:
+
+    =================  ==========================================  =================================
+    backup             Qₜ(s,a)/α                                   Vₜ(s)/α
+    =================  ==========================================  =================================
+    "optimistic"       log Σ_s' P·exp((w·r + Vₜ₊₁)/α)              log Σₐ p(a|s)·exp(Qₜ/α)
+    "expected"         Σ_s' P·(w·r + Vₜ₊₁)/α                       log Σₐ p(a|s)·exp(Qₜ/α)
+    "map"              max_s' [log P + (w·r + Vₜ₊₁)/α]             maxₐ [log p(a|s) + Qₜ/α]
+    "marginal_map"     log Σ_s' P·exp((w·r + Vₜ₊₁)/α)              maxₐ [log p(a|s) + Qₜ/α]
+    "planning"         Qₜ = Σ_s' P·(w·r + Vₜ₊₁)  (no α)            Vₜ = max_{a : p(a|s) > 0} Qₜ
+    =================  ==========================================  =================================
+
+    What q and v are (all in reward units, α times the scaled values except for planning):
+
+    - optimistic (marginal): Vₜ(s)/α = log p(O_{t:T-1} | sₜ = s), the exact posterior.
+    - expected (MaxEnt): the soft value of the best policy that keeps the true dynamics.
+    - map: Vₜ(s)/α = max over a_{t:T-1}, s_{t+1:T} of log p(a, s', O | sₜ = s), the log
+      max-product message; its policy follows the single most likely trajectory.
+    - marginal_map: Vₜ(s)/α = max over deterministic reactive policies π of
+      log E_π[Π p(a|s)·exp(w·r/α)] from sₜ = s: max over actions, sum over next states
+      (risk-seeking: it scores an action by log E exp(r/α)).
+    - planning: Vₜ(s) = max over policies within the prior's support of E[Σ w·r], the classical
+      expected-utility value (the α → 0 limit of "expected"); α plays no other role.
+
+    The max-type policies are uniform over the argmax set of the action reduction, with ties
+    within 1024·eps·max(1, |V/α|) (``planning``: |V|) of the maximum.
 
     Args:
         mdp: a :class:`TabularMDP`.
         temperature: α > 0; p(O=1|s,a,s') = exp(r/α).
-        backup: "optimistic" (exact posterior p(a|s,O)) or "expected" (the max-ent policy a
-            guide sharing the true dynamics converges to).
+        backup: "optimistic" (exact posterior p(a|s,O)), "expected" (the max-ent policy a
+            guide sharing the true dynamics converges to), "map", "marginal_map" or "planning".
         observed_steps: condition only on these O_t (e.g. ``[T-1]`` for goal reaching); the
             others are marginalised out. All by default.
 
     Returns:
         :class:`SoftValues` with q (T,S,A), v (T+1,S), policy (T,S,A), in reward units and the
         MDP's dtype; differentiable in ``mdp.reward`` and ``mdp.transition``. In float32 the
-        policy rows sum to 1 within ≈ eps·max|Q/α|.
+        policy rows sum to 1 within ≈ eps·max|Q/α|. For the max-type backups q and v are
+        piecewise smooth: autograd returns a subgradient (torch's ``amax`` splits the gradient
+        evenly between tied maxima), which is the gradient wherever the maximiser is unique;
+        their policy is piecewise constant and carries no gradient.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
-    q_scaled, v_scaled = _backward(mdp, alpha, backup, observed_steps)
+    if backup not in _BACKUPS:
+        raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
+    scale = 1.0 if backup == "planning" else alpha  # planning's values do not depend on α
+    q_scaled, v_scaled = _backward(mdp, scale, backup, observed_steps)
+    if backup in _MAX_BACKUPS:
+        log_prior = mdp.log_action_prior
+        if backup == "planning":
+            log_prior = torch.where(torch.isinf(log_prior), log_prior, torch.zeros_like(log_prior))
+        policy = _argmax_policy(log_prior + q_scaled, v_scaled[:-1])
+        return SoftValues(scale * q_scaled, scale * v_scaled, policy, alpha, backup)
     log_pi = mdp.log_action_prior + q_scaled - v_scaled[:-1, :, None]
     return SoftValues(alpha * q_scaled, alpha * v_scaled, torch.exp(log_pi), alpha, backup)
 

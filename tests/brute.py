@@ -99,3 +99,81 @@ def hard_value_iteration(P, r_sas, T):
         qs[t] = (P * (r_sas + v[None, None, :])).sum(-1)
         v = qs[t].max(-1)
     return qs
+
+
+def _paths(mdp, s0, policy=None, observed_steps=None):
+    """Yield (actions, P(s'|s0, a), Π p(a|s), Σ w·r) over every path from s0 with P > 0.
+
+    Open loop (every action sequence) by default; with ``policy``, a deterministic reactive
+    policy as an int array pi[t, s], the actions are aₜ = pi[t, sₜ].
+    """
+    P = mdp.transition.numpy()
+    r = mdp.reward.numpy()
+    prior = mdp.action_prior.numpy()
+    S, A, T = mdp.num_states, mdp.num_actions, mdp.horizon
+    w = np.ones(T) if observed_steps is None else np.isin(np.arange(T), observed_steps)
+    a_seqs = [None] if policy is not None else itertools.product(range(A), repeat=T)
+    for a_seq in a_seqs:
+        for s_next in itertools.product(range(S), repeat=T):
+            s_seq = (s0,) + s_next
+            acts = a_seq if policy is None else [policy[t, s_seq[t]] for t in range(T)]
+            dyn = np.prod([P[s_seq[t], acts[t], s_seq[t + 1]] for t in range(T)])
+            if dyn == 0:
+                continue
+            pa = np.prod([prior[s_seq[t], acts[t]] for t in range(T)])
+            ret = sum(w[t] * r[s_seq[t], acts[t], s_seq[t + 1]] for t in range(T))
+            yield tuple(acts), dyn, pa, ret
+
+
+def map_q(mdp, temperature=1.0, observed_steps=None):
+    """(S, A): max over every path from s0 starting with a0 of log p(a, s' | s0) + Σ w·r/α."""
+    q = np.full((mdp.num_states, mdp.num_actions), -np.inf)
+    for s0 in range(mdp.num_states):
+        for acts, dyn, pa, ret in _paths(mdp, s0, None, observed_steps):
+            if pa > 0:
+                q[s0, acts[0]] = max(q[s0, acts[0]], np.log(dyn * pa) + ret / temperature)
+    return q
+
+
+def deterministic_policies(mdp, respect_prior=False):
+    """Every deterministic reactive policy pi[t, s] (within the prior's support if asked)."""
+    S, A, T = mdp.num_states, mdp.num_actions, mdp.horizon
+    prior = mdp.action_prior.numpy()
+    allowed = [[a for a in range(A) if not respect_prior or prior[s, a] > 0] for s in range(S)]
+    for choice in itertools.product(*[allowed[s] for _ in range(T) for s in range(S)]):
+        yield np.array(choice).reshape(T, S)
+
+
+def policy_scores(mdp, pi, temperature=1.0, observed_steps=None):
+    """For pi[t, s], from each start state, two (S,) arrays by summing over every path:
+
+    log E_P[Π p(aₜ|sₜ)·exp(Σ w·r/α)] (marginal MAP's objective) and E_P[Σ w·r] (planning's).
+    """
+    S = mdp.num_states
+    log_tilted, expected = np.zeros(S), np.zeros(S)
+    for s0 in range(S):
+        rows = list(_paths(mdp, s0, pi, observed_steps))
+        z = sum(dyn * pa * np.exp(ret / temperature) for _, dyn, pa, ret in rows)
+        log_tilted[s0] = np.log(z) if z > 0 else -np.inf
+        expected[s0] = sum(dyn * ret for _, dyn, _, ret in rows)
+    return log_tilted, expected
+
+
+def best_policy_q(mdp, temperature=1.0, observed_steps=None):
+    """Max over deterministic reactive policies with pi[0, s0] = a of each objective: (S, A) ×2.
+
+    Marginal MAP maximises the first of :func:`policy_scores` over every policy, planning the
+    second over the policies that the prior allows (−inf where the prior forbids a at s0).
+    """
+    S, A = mdp.num_states, mdp.num_actions
+    prior = mdp.action_prior.numpy()
+    mmap, plan = np.full((S, A), -np.inf), np.full((S, A), -np.inf)
+    for pi in deterministic_policies(mdp):
+        log_tilted, expected = policy_scores(mdp, pi, temperature, observed_steps)
+        allowed = all(prior[s, pi[t, s]] > 0 for t in range(mdp.horizon) for s in range(S))
+        for s0 in range(S):
+            a = pi[0, s0]
+            mmap[s0, a] = max(mmap[s0, a], log_tilted[s0])
+            if allowed:
+                plan[s0, a] = max(plan[s0, a], expected[s0])
+    return mmap, plan
