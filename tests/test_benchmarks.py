@@ -75,3 +75,21 @@ def test_benchmark_runs_on_tiny_settings(script, tmp_path):
     if "overall:" in out:  # the exit code is the verdict
         assert ("overall: PASS" in out) == (proc.returncode == 0)
     assert "Traceback" not in proc.stderr
+
+
+def test_exact_messages_scaling_and_peer_sections_smoke(tmp_path):
+    """Sparse dynamics at scale (issue 13): the scaling table's rows in fresh processes and
+    the imitation section, which --quick never runs (no imitation venv needed)."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    args = "--quick --sections imitation,scaling --sizes 100 --horizon 10 --threads 1"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "exact_messages.py"), *args.split()],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "imitation: skipped (--quick never runs the peer venv)" in out
+    assert "gridworld scaling, T=10" in out
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["100"]]
+    assert [(r[0], r[2]) for r in rows] == [("100", "float64"), ("100", "float32")]
+    assert out.count("float32 speed-up") == 1
