@@ -303,7 +303,7 @@ def _coo_keys(name: str, t: torch.Tensor, shape: tuple[int, int, int]) -> torch.
     return keys
 
 
-def sparse_tables(transition, reward, dtype, device, check_values):
+def sparse_tables(transition, reward, dtype, device, check_values, sum_tolerance):
     """Validate a sparse COO ``transition`` (S, A, S) and its ``reward``; lay them out padded.
 
     Args:
@@ -313,6 +313,7 @@ def sparse_tables(transition, reward, dtype, device, check_values):
             (S, A, S) tensor (its entries off P's support are never used).
         dtype, device: storage.
         check_values: ``check_values(name, values)`` raises on NaN/inf (the MDP's own check).
+        sum_tolerance: ``sum_tolerance(dtype, n)``, how far a row of n entries may sum from 1.
 
     Returns:
         (transition, reward, dynamics): coalesced COO tensors on P's support (values in
@@ -340,8 +341,7 @@ def sparse_tables(transition, reward, dtype, device, check_values):
     sums = torch.zeros(S * A, dtype=dtype, device=device).index_add(0, row, values.detach())
     counts = torch.bincount(row, minlength=S * A)
     K = max(int(counts.max()), 1) if row.numel() else 1
-    eps = torch.finfo(dtype).eps
-    tol = max(1e-6, eps**0.5, K * eps)
+    tol = sum_tolerance(dtype, K)
     err = (sums - 1).abs()
     if (err > tol).any():
         j = int((err > tol).nonzero()[0])

@@ -142,8 +142,13 @@ class TabularMDP:
     """A finite-horizon MDP with tabular states and actions.
 
     Args:
-        transition: ``P[s, a, s']``, shape (S, A, S); each row ``P[s, a]`` sums to 1.
-        reward: ``r[s, a]`` (S, A) or ``r[s, a, s']`` (S, A, S); finite.
+        transition: ``P[s, a, s']``, shape (S, A, S); each row ``P[s, a]`` sums to 1. A torch
+            sparse COO tensor makes the MDP sparse (``is_sparse``): stored coalesced, read by
+            every exact routine through padded successor lists (``dynamics``) at a cost ∝ the
+            non-zeros; no index may repeat or lie out of range, every (s, a) needs a successor.
+        reward: ``r[s, a]`` (S, A) or ``r[s, a, s']`` (S, A, S); finite. With a sparse
+            ``transition`` it may be a sparse COO (S, A, S) too (zero off its entries) and is
+            stored as a COO tensor on P's support.
         initial: ``p0[s]``, shape (S,), sums to 1.
         horizon: T >= 1, the number of decisions.
         action_prior: ``p(a|s)``, shape (S, A), rows sum to 1; uniform if None.
@@ -194,7 +199,9 @@ class TabularMDP:
         device = tr.device if isinstance(tr, torch.Tensor) else torch.device("cpu")
         if isinstance(tr, torch.Tensor) and tr.is_sparse:
             # padded successor lists inside; the public tables stay COO on P's support
-            P, r, dynamics = sparse_tables(tr, self.reward, dtype, device, _check_sparse_values)
+            P, r, dynamics = sparse_tables(
+                tr, self.reward, dtype, device, _check_sparse_values, _sum_tolerance
+            )
             S, A, _ = P.shape
         else:
             P, r = self._dense_tables(tr, dtype, device)
