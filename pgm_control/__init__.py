@@ -38,11 +38,15 @@ from .forward import (
     state_action_marginals,
     state_marginals,
 )
+
+# exact inference at scale: sparse dynamics, the gridworld, O(S·T + nnz) memory
+from .gridworld import gridworld
 from .guides import GUIDES
 from .importance import ImportanceResult, WeightDegeneracyWarning, importance_posterior
 
 # what type of inference is planning (issue 13): the five backups compared
 from .inference_types import INFERENCE_TYPES, inference_type_returns, slippery_cliff_mdp
+from .lean_posterior import LeanPosterior, lean_posterior, soft_policy_at
 from .learning import Transitions, collect_transitions, fit_gaussian_dynamics, fit_tabular_model
 from .mdp import TabularMDP, chain_mdp, lottery_mdp, random_mdp
 from .models import continuous_control_model, control_model, enumerated_log_evidence
@@ -105,6 +109,11 @@ __all__ = [
     "fit_gaussian_dynamics",
     # pictures
     "plotting",
+    # exact inference at scale: sparse dynamics, the gridworld, O(S·T + nnz) memory
+    "gridworld",
+    "lean_posterior",
+    "LeanPosterior",
+    "soft_policy_at",
     # what type of inference is planning (issue 13)
     "INFERENCE_TYPES",
     "inference_type_returns",

@@ -113,51 +113,79 @@ def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
     return w
 
 
-def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, log_policy=None):
+def _backward(
+    mdp: TabularMDP,
+    alpha: float,
+    backup: str,
+    observed_steps=None,
+    log_policy=None,
+    keep_q: bool = True,
+):
     """Shared recursion for every backup. Returns scaled q/α (T,S,A) and v/α (T+1,S).
 
-    Each step is one reduction over next states (``_REDUCTIONS[backup][0]``) giving qₜ, then
-    one over actions (``[1]``) giving vₜ. With ``log_policy`` (T,S,A) the expected backup
-    evaluates that policy instead of the soft-optimal one:
-    Vₜ(s)/α = Σₐ πₜ(a|s)·(Qₜ(s,a)/α + log p(a|s) − log πₜ(a|s)).
+    Each step is one reduction over next states (``_REDUCTIONS[backup][0]``, :class:`_QStep`,
+    on dense or sparse dynamics) giving qₜ, then one over actions (``[1]``) giving vₜ. With
+    ``log_policy`` (T,S,A) the expected backup evaluates that policy instead of the
+    soft-optimal one: Vₜ(s)/α = Σₐ πₜ(a|s)·(Qₜ(s,a)/α + log p(a|s) − log πₜ(a|s)).
+    With ``keep_q=False`` q is None and only the (T+1, S) values are stored, O(S·T + nnz)
+    memory (Qₜ is recomputed from Vₜ₊₁ where needed, :class:`_QStep`).
     Each step is a new tensor (no in-place writes), so autograd runs through the recursion.
     """
-    if backup not in _BACKUPS:
-        raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
-    over_next, over_actions = _REDUCTIONS[backup]
-    T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
     w = _step_weights(mdp, observed_steps)
-    r_scaled = mdp.reward / alpha  # r(s,a,s')/α, indexed as [s, a, s']
-    P = mdp.transition
+    step = _QStep(mdp, alpha, backup, w, log_policy)
+    over_actions = _REDUCTIONS[backup][1]
     log_prior = mdp.log_action_prior
-    if over_next != "mean":
-        log_P = mdp.log_transition
-    if over_next == "logsumexp":
-        kernels = {wt: _tilted_kernel(P, wt * r_scaled) for wt in set(w.tolist())}
-    elif over_next == "mean":
-        r_bar = (P * r_scaled).sum(-1)  # E[r]/α, (S, A)
-        P_flat = P.flatten(0, 1)  # (S·A, S')
     if over_actions == "support_max":  # 0 where the prior allows an action, −inf elsewhere
         log_prior = torch.where(torch.isinf(log_prior), log_prior, torch.zeros_like(log_prior))
-    v_tp1 = torch.zeros(S, dtype=mdp.float_dtype, device=mdp.device)  # V_T = 0
+    v_tp1 = torch.zeros(mdp.num_states, dtype=mdp.float_dtype, device=mdp.device)  # V_T = 0
     q_rev, v_rev = [], [v_tp1]  # built from t = T-1 down to 0
-    for t in range(T - 1, -1, -1):
-        if over_next == "logsumexp":
-            q_t = _logsumexp_matvec(*kernels[w[t].item()], log_P, w[t] * r_scaled, v_tp1)
-        elif over_next == "mean":
-            q_t = w[t] * r_bar + _expected_next(P_flat, v_tp1, log_policy).view(S, A)
-        else:  # max_s' log P + r/α + Vₜ₊₁ (log P = −inf off the support)
-            q_t = (log_P + w[t] * r_scaled + v_tp1).amax(-1)
+    for t in range(mdp.horizon - 1, -1, -1):
+        q_t = step(t, v_tp1)
         if log_policy is not None:
             v_t = _policy_value(log_policy[t], log_prior, q_t)
         elif over_actions == "logsumexp":
             v_t = torch.logsumexp(log_prior + q_t, dim=-1)
         else:  # "max" and "support_max" (log_prior is 0 / −inf for the latter)
             v_t = (log_prior + q_t).amax(-1)
-        q_rev.append(q_t)
+        if keep_q:
+            q_rev.append(q_t)
         v_rev.append(v_t)
         v_tp1 = v_t
-    return torch.stack(q_rev[::-1]), torch.stack(v_rev[::-1])
+    q = torch.stack(q_rev[::-1]) if keep_q else None
+    return q, torch.stack(v_rev[::-1])
+
+
+class _QStep:
+    """Qₜ/α from Vₜ₊₁/α for one backup: ``step(t, v_tp1)`` → (S, A), on dense or sparse P.
+
+    The reduction over next states of ``_REDUCTIONS[backup][0]``, through the layout's
+    operations (:mod:`pgm_control.dynamics`): "logsumexp" → ``log_expect_tilted``, "mean" →
+    ``mean`` + ``expect``, "max" → ``max_tilted``. Built once per recursion (the tilted
+    kernels and E[r]/α are per-MDP constants), so the forward pass of the lean route can
+    recompute any Qₜ from the stored Vₜ₊₁.
+    """
+
+    def __init__(self, mdp, alpha, backup, w, log_policy=None):
+        if backup not in _BACKUPS:
+            raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
+        self.dyn, self.w = mdp.dynamics, w
+        self.over_next = _REDUCTIONS[backup][0]
+        self.allow_neg_inf = log_policy is not None
+        self.r_scaled = self.dyn.reward / alpha  # r(s,a,s')/α in the layout's own indexing
+        if self.over_next == "logsumexp":
+            self.kernels = {wt: self.dyn.tilt(wt * self.r_scaled) for wt in set(w.tolist())}
+        elif self.over_next == "mean":
+            self.r_bar = self.dyn.mean(self.r_scaled)  # E[r]/α, (S, A)
+
+    def __call__(self, t: int, v_tp1: torch.Tensor) -> torch.Tensor:
+        w_t = self.w[t]
+        if self.over_next == "logsumexp":
+            tilted = self.kernels[w_t.item()]
+            return self.dyn.log_expect_tilted(tilted, w_t * self.r_scaled, v_tp1)
+        if self.over_next == "mean":
+            return w_t * self.r_bar + self.dyn.expect(v_tp1, self.allow_neg_inf)
+        # max_s' log P + r/α + Vₜ₊₁ (log P = −inf off the support)
+        return self.dyn.max_tilted(w_t * self.r_scaled, v_tp1)
 
 
 def _argmax_policy(score: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
@@ -171,20 +199,6 @@ def _argmax_policy(score: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
     return ties / ties.sum(-1, keepdim=True)
 
 
-def _expected_next(P_flat, v_tp1, log_policy):
-    """Σ_s' P(s'|s,a)·Vₜ₊₁(s') (the E[Vₜ₊₁/α] of the expected backup), 0·(−inf) = 0.
-
-    Only an evaluated policy that acts where the prior forbids has Vₜ₊₁ = −inf somewhere;
-    then Q = −inf exactly where such a state is reachable, never NaN.
-    """
-    if log_policy is None or not torch.isinf(v_tp1).any():
-        return P_flat @ v_tp1
-    finite = torch.isfinite(v_tp1)
-    value = P_flat @ torch.where(finite, v_tp1, torch.zeros_like(v_tp1))
-    doomed = ((P_flat > 0) & ~finite).any(-1)
-    return torch.where(doomed, torch.full_like(value, -torch.inf), value)
-
-
 def _policy_value(log_pi, log_prior, q_scaled):
     """Σₐ π(a|s)·(q + log p(a|s) − log π(a|s)), with 0·(anything) = 0 where π(a|s) = 0."""
     pi = log_pi.exp()
@@ -194,45 +208,6 @@ def _policy_value(log_pi, log_prior, q_scaled):
     value = (pi * per_action).sum(-1)
     # acting where the prior forbids (π > 0 = p) costs an infinite KL: the value is -inf
     return torch.where((on & torch.isinf(log_prior)).any(-1), -torch.inf, value)
-
-
-def _tilted_kernel(P: torch.Tensor, r_scaled: torch.Tensor):
-    """P·exp(r/α) split as K·exp(m): m(s,a) = max reachable r/α, so that 0 ≤ K ≤ 1."""
-    reachable = P > 0
-    m = torch.where(reachable, r_scaled, -torch.inf).amax(-1)
-    shifted = torch.where(reachable, r_scaled - m[..., None], -torch.inf)
-    return (P * torch.exp(shifted)).flatten(0, 1), m
-
-
-def _underflow_threshold(dtype: torch.dtype) -> float:
-    """Below this a row sum of the matvec may have lost relative precision to underflow.
-
-    Each summand K·exp(v − max v) ≤ 1 that underflows loses at most ``tiny``; a total above
-    tiny/eps² keeps S·eps² relative accuracy for any S < 1/eps. float64 keeps its historic
-    1e-250 (above its tiny/eps² ≈ 4.5e-277, so the same criterion holds, bit for bit as
-    before); float32 gets ≈ 8.3e-25 — a float64-only constant here made float32 return −inf.
-    """
-    if dtype == torch.float64:
-        return 1e-250
-    info = torch.finfo(dtype)
-    return info.tiny / info.eps**2
-
-
-def _logsumexp_matvec(kernel, m, log_P, r_scaled, v_tp1):
-    """log Σ_s' P(s'|s,a)·exp(r/α + Vₜ₊₁(s')), as one stabilised (S·A, S) @ (S,) product.
-
-    Rows whose sum underflows (values spanning > ~500 nats in float64, ~50 in float32) are
-    redone by an exact logsumexp. Out of place, so autograd runs through it; the log is taken
-    only of rows that are kept, so a 0 row sum never turns into a NaN gradient.
-    """
-    v_max = v_tp1.max()
-    total = (kernel @ torch.exp(v_tp1 - v_max)).view_as(m)
-    bad = total < _underflow_threshold(total.dtype)
-    q = torch.log(torch.where(bad, torch.ones_like(total), total)) + m + v_max
-    if bad.any():
-        idx = bad.nonzero(as_tuple=True)
-        q = q.index_put(idx, torch.logsumexp(log_P[idx] + r_scaled[idx] + v_tp1, dim=-1))
-    return q
 
 
 def soft_value_iteration(
@@ -320,7 +295,7 @@ def log_evidence(
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
-    _, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
+    _, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps, keep_q=False)
     return torch.logsumexp(mdp.log_initial + v_scaled[0], dim=0)
 
 
@@ -337,7 +312,7 @@ def optimal_elbo(
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
-    _, v_scaled = _backward(mdp, alpha, "expected", observed_steps)
+    _, v_scaled = _backward(mdp, alpha, "expected", observed_steps, keep_q=False)
     return (mdp.initial * v_scaled[0]).sum()
 
 
@@ -418,12 +393,16 @@ def discounted_soft_value_iteration(
         tol = check_positive_float("tol", tol)
     max_iterations = check_positive_int("max_iterations", max_iterations)
     resolution = 16 * torch.finfo(mdp.float_dtype).eps
-    P, r, log_prior = mdp.transition, mdp.reward, mdp.log_action_prior
-    r_bar = (P * r).sum(-1)  # (S, A)
+    log_prior, dyn = mdp.log_action_prior, mdp.dynamics
+    if dyn.is_sparse:
+        r_bar = dyn.mean(dyn.reward)  # (S, A)
+    else:
+        P = mdp.transition
+        r_bar = (P * mdp.reward).sum(-1)  # (S, A)
     v = torch.zeros(mdp.num_states, dtype=mdp.float_dtype, device=mdp.device)
     residual = math.inf
     for it in range(1, max_iterations + 1):  # noqa: B007  (`it` is reported after the loop)
-        q = r_bar + gamma * torch.einsum("sax,x->sa", P, v)
+        q = r_bar + gamma * _expected_value(mdp, v)
         v_new = alpha * torch.logsumexp(log_prior + q / alpha, dim=-1)
         residual = (v_new - v).abs().max().item()
         v = v_new
@@ -439,6 +418,13 @@ def discounted_soft_value_iteration(
             f"{max_iterations} iterations (residual {residual:.3g}); raise `max_iterations` "
             "or `tol`"
         )
-    q = r_bar + gamma * torch.einsum("sax,x->sa", P, v)
+    q = r_bar + gamma * _expected_value(mdp, v)
     policy = torch.exp(log_prior + (q - v[:, None]) / alpha)
     return DiscountedSoftValues(q, v, policy, it, residual)
+
+
+def _expected_value(mdp: TabularMDP, v: torch.Tensor) -> torch.Tensor:
+    """Σ_s' P(s'|s,a)·v(s'), (S, A) (dense: the historic einsum, bit for bit)."""
+    if mdp.is_sparse:
+        return mdp.dynamics.expect(v)
+    return torch.einsum("sax,x->sa", mdp.transition, v)

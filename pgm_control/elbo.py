@@ -72,7 +72,12 @@ def _elbo(mdp, pi, log_pi, alpha, w, q0=None, log_q0=None, qd=None, log_qd=None)
     """
     dtype = pi.dtype
     p0 = mdp.initial.to(dtype) if q0 is None else q0
-    kernel = mdp.transition.to(dtype) if qd is None else qd
+    if qd is not None:
+        kernel = qd
+    elif mdp.is_sparse:
+        kernel = mdp.dynamics.to(dtype)
+    else:
+        kernel = mdp.transition.to(dtype)
     d = _state_distribution(p0, pi, kernel)[:-1]  # dₜ(s), (T, S)
     occupancy = d[:, :, None] * pi  # (T, S, A): q(sₜ = s, aₜ = a)
     if qd is None:
@@ -228,6 +233,11 @@ def trajectory_elbo(
             raise ValueError(f"`{name}` contains NaN")
         with torch.no_grad():
             _check_rows_normalised(name, x, log=True, what=what)
+    if log_dynamics is not None and mdp.is_sparse:
+        raise TypeError(
+            "`log_dynamics` as a dense (T, S, A, S) tensor needs a dense `mdp`; this MDP is "
+            "sparse (use `mdp.to_dense()` if it is small)"
+        )
     w = _step_weights(mdp, observed_steps).to(log_pi.dtype)
     q0 = None if log_initial is None else log_initial.exp()
     qd = None if log_dynamics is None else log_dynamics.exp()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from .backward import _backward, _step_weights
+from .dynamics import SparseDynamics
 from .mdp import (
     TabularMDP,
     _check_mdp,
@@ -52,21 +53,19 @@ def log_forward_messages(
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
     w = _step_weights(mdp, observed_steps)
-    # joint kernel over (s, a, s') without the reward, which depends on w[t]
-    log_kernel = mdp.log_action_prior[:, :, None] + mdp.log_transition
-    r_scaled = mdp.reward / alpha
+    dyn, log_prior = mdp.dynamics, mdp.log_action_prior
+    r_scaled = dyn.reward / alpha  # the reward depends on w[t]: scaled per step below
     log_a_t = mdp.log_initial
     log_a = [log_a_t]  # indexed as log_a[t][s]
     for t in range(mdp.horizon):
-        joint = log_a_t[:, None, None] + log_kernel + w[t] * r_scaled  # (S, A, S')
-        log_a_t = torch.logsumexp(joint.flatten(0, 1), dim=0)
+        log_a_t = dyn.push_log(log_a_t, log_prior, w[t] * r_scaled)
         log_a.append(log_a_t)
     return torch.stack(log_a)
 
 
 def _log_state_posterior(mdp, alpha, observed_steps, v_scaled=None):
     if v_scaled is None:
-        _, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
+        _, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps, keep_q=False)
     log_a = log_forward_messages(mdp, temperature=alpha, observed_steps=observed_steps)
     log_joint = log_a + v_scaled  # log αₜ + log βₜ, (T+1, S)
     log_z = torch.logsumexp(log_joint[0], dim=0)
@@ -114,18 +113,38 @@ def posterior_dynamics(
 
     ∝ P(s'|s,a)·exp((r(s,a,s') + Vₜ₊₁(s'))/α): the exact posterior tilts the dynamics toward
     lucky outcomes. Compare with ``mdp.transition`` to see the optimism (Levine 2018, §4.1).
+    On a sparse MDP the result is a sparse COO tensor on P's support (T·nnz values).
     In the MDP's dtype; differentiable in ``mdp.reward`` and ``mdp.transition``.
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
     w = _step_weights(mdp, observed_steps)
     q_scaled, v_scaled = _backward(mdp, alpha, "optimistic", observed_steps)
+    if mdp.is_sparse:
+        return _sparse_posterior_dynamics(mdp, alpha, w, q_scaled, v_scaled)
     logits = (
         mdp.log_transition
         + w[:, None, None, None] * (mdp.reward / alpha)
         + v_scaled[1:, None, None, :]
     )
     return torch.exp(logits - q_scaled[..., None])
+
+
+def _sparse_posterior_dynamics(mdp, alpha, w, q_scaled, v_scaled) -> torch.Tensor:
+    """The posterior dynamics on P's support, as a sparse COO tensor (T, S, A, S)."""
+    dyn = mdp.dynamics
+    k, s, a = dyn.valid.nonzero(as_tuple=True)  # the non-zeros of P, in slot order
+    s_next = dyn.next_state[k, s, a]
+    r_scaled = dyn.reward[k, s, a] / alpha
+    log_p = dyn.log_transition[k, s, a]
+    T, n = mdp.horizon, s.numel()
+    logits = log_p + w[:, None] * r_scaled + v_scaled[1:, s_next] - q_scaled[:, s, a]  # (T, n)
+    t = torch.arange(T, device=mdp.device).repeat_interleave(n)
+    indices = torch.stack([t, s.repeat(T), a.repeat(T), s_next.repeat(T)])
+    shape = (T, mdp.num_states, mdp.num_actions, mdp.num_states)
+    return torch.sparse_coo_tensor(
+        indices, torch.exp(logits).reshape(-1), shape, check_invariants=False
+    ).coalesce()
 
 
 def policy_state_distribution(
@@ -160,12 +179,12 @@ def policy_state_distribution(
     else:
         initial = _check_probabilities("initial", initial, (S,), mdp, "states")
     if dynamics is None:
-        dynamics = mdp.transition
+        dynamics = mdp.dynamics.to(pi.dtype) if mdp.is_sparse else mdp.transition
     elif tuple(dynamics.shape) == (S, A, S):
         dynamics = _check_probabilities("dynamics", dynamics, (S, A, S), mdp, "next states")
     else:
         dynamics = _check_probabilities("dynamics", dynamics, (T, S, A, S), mdp, "next states")
-    return _state_distribution(initial.to(pi.dtype), pi, dynamics.to(pi.dtype))
+    return _state_distribution(initial.to(pi.dtype), pi, dynamics.to(dtype=pi.dtype))
 
 
 def _check_probabilities(name, x, shape, mdp, what):
@@ -189,12 +208,18 @@ def _state_distribution(
     Args:
         initial: d₀, shape (S,).
         pi: πₜ(a|s), shape (T, S, A).
-        kernel: the dynamics, (S, A, S) shared by every step or (T, S, A, S) per step.
+        kernel: the dynamics, (S, A, S) shared by every step or (T, S, A, S) per step, or
+            the :class:`~pgm_control.dynamics.SparseDynamics` of a sparse MDP.
 
     Returns:
         d indexed [t, s], shape (T + 1, S): dₜ₊₁(s') = Σ_{s,a} dₜ(s)·πₜ(a|s)·kernel(s'|s,a).
     """
     T, S, A = pi.shape
+    if isinstance(kernel, SparseDynamics):
+        d = [initial]
+        for t in range(T):
+            d.append(kernel.push(d[t][:, None] * pi[t]))  # Σ_{s,a} dₜ·πₜ·P over the non-zeros
+        return torch.stack(d)
     shared = kernel.reshape(S * A, S) if kernel.ndim == 3 else None
     d = [initial]
     for t in range(T):

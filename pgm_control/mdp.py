@@ -15,13 +15,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.envs.toy_text.cliffwalking import CliffWalkingEnv
-from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv
-from gymnasium.envs.toy_text.taxi import TaxiEnv
 
+from .dynamics import DenseDynamics, SparseDynamics, _safe_log, sparse_tables
+from .gymnasium_tables import gymnasium_tables
 from .validation import check_positive_int, check_probability, check_temperature
 
 __all__ = ["TabularMDP", "random_mdp", "lottery_mdp", "chain_mdp"]
@@ -39,17 +37,6 @@ def _sum_tolerance(dtype: torch.dtype, n: int) -> float:
     """
     eps = torch.finfo(dtype).eps
     return max(_SUM_TOL, eps**0.5, n * eps)
-
-
-def _safe_log(x: torch.Tensor) -> torch.Tensor:
-    """log x with −inf where x = 0, whose gradient at the zeros is 0 instead of NaN.
-
-    ``torch.log`` differentiates to 1/x = inf there, and inf·0 from a later mask or logsumexp
-    turns into NaN; here the zeros are a held-fixed support, so their gradient is 0.
-    """
-    positive = x > 0
-    log_x = torch.log(torch.where(positive, x, torch.ones_like(x)))
-    return torch.where(positive, log_x, -torch.inf)
 
 
 def _as_tensor(name: str, value: Any, dtype: torch.dtype, device) -> torch.Tensor:
@@ -106,6 +93,11 @@ _REWARD_HINT = (
 )
 
 
+def _check_sparse_values(name: str, values: torch.Tensor) -> None:
+    """NaN/inf check of the stored values of a sparse ``transition`` or ``reward``."""
+    _check_finite(name, values, _REWARD_HINT if name == "reward" else "")
+
+
 # bool/int metadata that __post_init__ reads through numpy (a CUDA tensor cannot be)
 _INDEX_FIELDS = ("terminal", "state_to_obs")
 
@@ -150,8 +142,13 @@ class TabularMDP:
     """A finite-horizon MDP with tabular states and actions.
 
     Args:
-        transition: ``P[s, a, s']``, shape (S, A, S); each row ``P[s, a]`` sums to 1.
-        reward: ``r[s, a]`` (S, A) or ``r[s, a, s']`` (S, A, S); finite.
+        transition: ``P[s, a, s']``, shape (S, A, S); each row ``P[s, a]`` sums to 1. A torch
+            sparse COO tensor makes the MDP sparse (``is_sparse``): stored coalesced, read by
+            every exact routine through padded successor lists (``dynamics``) at a cost ∝ the
+            non-zeros; no index may repeat or lie out of range, every (s, a) needs a successor.
+        reward: ``r[s, a]`` (S, A) or ``r[s, a, s']`` (S, A, S); finite. With a sparse
+            ``transition`` it may be a sparse COO (S, A, S) too (zero off its entries) and is
+            stored as a COO tensor on P's support.
         initial: ``p0[s]``, shape (S,), sums to 1.
         horizon: T >= 1, the number of decisions.
         action_prior: ``p(a|s)``, shape (S, A), rows sum to 1; uniform if None.
@@ -200,28 +197,16 @@ class TabularMDP:
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"`dtype` must be a floating torch dtype, got {dtype!r}")
         device = tr.device if isinstance(tr, torch.Tensor) else torch.device("cpu")
-        P = _as_tensor("transition", tr, dtype, device)
-        if P.ndim != 3 or P.shape[0] != P.shape[2]:
-            raise ValueError(
-                "`transition` must have shape (S, A, S) indexed as P[s, a, s'], "
-                f"got {tuple(P.shape)}"
+        if isinstance(tr, torch.Tensor) and tr.is_sparse:
+            # padded successor lists inside; the public tables stay COO on P's support
+            P, r, dynamics = sparse_tables(
+                tr, self.reward, dtype, device, _check_sparse_values, _sum_tolerance
             )
-        S, A, _ = P.shape
-        if S < 1 or A < 1:
-            raise ValueError(
-                f"`transition` needs at least one state and one action, got {tuple(P.shape)}"
-            )
-        _check_distribution("transition", P, "P[s, a, :] is a distribution over next states")
-
-        r = _as_tensor("reward", self.reward, dtype, device)
-        if r.shape == (S, A):
-            r = r.unsqueeze(-1).expand(S, A, S).contiguous()
-        elif r.shape != (S, A, S):
-            raise ValueError(
-                f"`reward` must have shape (S, A) = {(S, A)} or (S, A, S) = {(S, A, S)} "
-                f"to match `transition`, got {tuple(r.shape)}"
-            )
-        _check_finite("reward", r, _REWARD_HINT)
+            S, A, _ = P.shape
+        else:
+            P, r = self._dense_tables(tr, dtype, device)
+            S, A, _ = P.shape
+            dynamics = DenseDynamics(P, r)
 
         p0 = _as_tensor("initial", self.initial, dtype, device)
         if p0.shape != (S,):
@@ -248,6 +233,7 @@ class TabularMDP:
                     f"`terminal` must be a bool mask of shape (S,), got {tuple(terminal.shape)}"
                 )
 
+        object.__setattr__(self, "_dynamics", dynamics)
         object.__setattr__(self, "transition", P)
         object.__setattr__(self, "reward", r)
         object.__setattr__(self, "initial", p0)
@@ -260,6 +246,32 @@ class TabularMDP:
                 raise ValueError("`state_to_obs` must be a non-negative int array of shape (S,)")
             object.__setattr__(self, "state_to_obs", obs)
         self._set_metadata(S, A, device)
+
+    def _dense_tables(self, tr, dtype, device):
+        """``transition`` and ``reward`` as checked dense (S, A, S) tensors."""
+        P = _as_tensor("transition", tr, dtype, device)
+        if P.ndim != 3 or P.shape[0] != P.shape[2]:
+            raise ValueError(
+                "`transition` must have shape (S, A, S) indexed as P[s, a, s'], "
+                f"got {tuple(P.shape)}"
+            )
+        S, A, _ = P.shape
+        if S < 1 or A < 1:
+            raise ValueError(
+                f"`transition` needs at least one state and one action, got {tuple(P.shape)}"
+            )
+        _check_distribution("transition", P, "P[s, a, :] is a distribution over next states")
+
+        r = _as_tensor("reward", self.reward, dtype, device)
+        if r.shape == (S, A):
+            r = r.unsqueeze(-1).expand(S, A, S).contiguous()
+        elif r.shape != (S, A, S):
+            raise ValueError(
+                f"`reward` must have shape (S, A) = {(S, A)} or (S, A, S) = {(S, A, S)} "
+                f"to match `transition`, got {tuple(r.shape)}"
+            )
+        _check_finite("reward", r, _REWARD_HINT)
+        return P, r
 
     def _set_metadata(self, S: int, A: int, device) -> None:
         """Validate and store goal_states (bool mask), action_names and action_moves."""
@@ -320,8 +332,27 @@ class TabularMDP:
         return self.transition.dtype
 
     @property
+    def is_sparse(self) -> bool:
+        """True when ``transition`` and ``reward`` are sparse COO tensors (S, A, S)."""
+        return self._dynamics.is_sparse
+
+    @property
+    def dynamics(self) -> DenseDynamics | SparseDynamics:
+        """The layout every exact routine reads P and r through (see :mod:`.dynamics`)."""
+        return self._dynamics
+
+    @property
     def log_transition(self) -> torch.Tensor:
-        """log P[s, a, s'] with -inf for impossible moves (never clamped; gradient 0 there)."""
+        """log P[s, a, s'] with -inf for impossible moves (never clamped; gradient 0 there).
+
+        Dense MDPs only: a sparse MDP's log P lives on its successor lists,
+        ``mdp.dynamics.log_transition`` (K, S, A).
+        """
+        if self.is_sparse:
+            raise TypeError(
+                "`mdp` has sparse dynamics: its dense (S, A, S) log P does not exist; use "
+                "`mdp.dynamics.log_transition` (successor lists) or `mdp.to_dense()` if small"
+            )
         return _safe_log(self.transition)
 
     @property
@@ -337,12 +368,18 @@ class TabularMDP:
     @property
     def expected_reward(self) -> torch.Tensor:
         """r̄(s,a) = Σ_s' P(s'|s,a) r(s,a,s'), shape (S, A)."""
+        if self.is_sparse:
+            return self._dynamics.mean(self._dynamics.reward)
         return (self.transition * self.reward).sum(-1)
 
     @property
     def is_deterministic(self) -> bool:
         """True when every P[s, a] and p0 put all mass on one state."""
-        return bool((self.transition.amax(-1) == 1).all() and (self.initial.amax() == 1))
+        if self.is_sparse:
+            top = self._dynamics.prob.amax(0)
+        else:
+            top = self.transition.amax(-1)
+        return bool((top == 1).all() and (self.initial.amax() == 1))
 
     def replace(self, **changes) -> TabularMDP:
         """A copy with some fields changed (validated again), e.g. ``mdp.replace(horizon=50)``."""
@@ -362,15 +399,24 @@ class TabularMDP:
             **{name: getattr(self, name).to(device=device, dtype=dtype) for name in tables}
         )
 
+    def to_dense(self) -> TabularMDP:
+        """The same MDP with dense (S, A, S) tables (for small sparse MDPs; S²·A entries)."""
+        if not self.is_sparse:
+            return self
+        return self.replace(transition=self.transition.to_dense(), reward=self.reward.to_dense())
+
     def __repr__(self) -> str:
         return (
             f"TabularMDP(name={self.name!r}, S={self.num_states}, A={self.num_actions}, "
-            f"T={self.horizon}, dtype={self.float_dtype}, device={self.device})"
+            f"T={self.horizon}, dtype={self.float_dtype}, device={self.device}"
+            f"{', sparse' if self.is_sparse else ''})"
         )
 
     # ------------------------------------------------------------ constructors
     @classmethod
-    def from_gymnasium(cls, env_or_id, horizon: int, *, dtype=torch.float64, **make_kwargs):
+    def from_gymnasium(
+        cls, env_or_id, horizon: int, *, dtype=torch.float64, sparse=None, **make_kwargs
+    ):
         """Build the exact tabular MDP of a gymnasium toy-text env from its ``P`` table.
 
         Works for any env whose ``unwrapped`` has ``P[s][a] = [(prob, s', r, done), ...]`` and
@@ -394,139 +440,16 @@ class TabularMDP:
         Args:
             env_or_id: a gymnasium env instance or an id such as ``"FrozenLake-v1"``.
             horizon: T >= 1.
+            dtype: storage dtype.
+            sparse: True stores ``transition`` and ``reward`` as sparse COO tensors, False
+                dense; None (default) goes sparse only when the dense (S, A, S) table would
+                exceed 2²¹ entries and hold ≥ 8× the non-zeros, so FrozenLake, CliffWalking
+                and Taxi stay dense (the Pyro models and guides read dense tables).
             **make_kwargs: passed to ``gymnasium.make`` when an id is given
                 (e.g. ``map_name="8x8"``, ``is_slippery=False``).
         """
-        if isinstance(env_or_id, str):
-            env = gym.make(env_or_id, **make_kwargs)
-        elif make_kwargs:
-            raise TypeError("`make_kwargs` are only accepted together with an env id string")
-        else:
-            env = env_or_id
-        if not hasattr(env, "unwrapped"):
-            raise TypeError(
-                f"`env_or_id` must be a gymnasium env or an env id string, got {type(env).__name__}"
-            )
-        u = env.unwrapped
-        spaces = gym.spaces
-        if not isinstance(env.observation_space, spaces.Discrete) or not isinstance(
-            env.action_space, spaces.Discrete
-        ):
-            raise ValueError(
-                f"`env_or_id` must have Discrete observation and action spaces for a tabular MDP; "
-                f"got {env.observation_space} and {env.action_space}. Continuous envs need "
-                "a ContinuousMDP and a sampling-based method (SVI with a continuous guide, MPPI)."
-            )
-        table = getattr(u, "P", None)
-        if not isinstance(table, dict):
-            raise ValueError(
-                f"`env_or_id` ({u.__class__.__name__}) has no transition table `unwrapped.P`; "
-                "exact tabular inference needs P[s][a] = [(prob, next_state, reward, done), ...]"
-            )
-        n_obs, A = int(env.observation_space.n), int(env.action_space.n)
-        # Outcomes that share s' but pay different rewards (slippery CliffWalking: falling off
-        # the cliff and bumping a wall both land on the start cell) cannot be merged without
-        # changing the exact posterior, which weighs them by exp(r/α). Each extra
-        # (s', reward) pair becomes a copy of s' with identical outgoing rows, appended after
-        # the env's states; `state_to_obs` maps every state back to the env's observation.
-        copies: dict[tuple[int, float], int] = {}
-        rows = {}
-        for s in range(n_obs):
-            for a in range(A):
-                first_reward: dict[int, float] = {}  # per row: the reward s' is first paid
-                for prob, s_next, rew, done in table[s][a]:
-                    s_next, rew = int(s_next), float(rew)
-                    if prob <= 0:
-                        continue
-                    first_reward.setdefault(s_next, rew)
-                    if rew != first_reward[s_next] and (s_next, rew) not in copies:
-                        copies[(s_next, rew)] = n_obs + len(copies)
-                    rows.setdefault((s, a), []).append((prob, s_next, rew, done))
-        S = n_obs + len(copies)
-        state_to_obs = np.arange(S)
-        for (s_next, _), c in copies.items():
-            state_to_obs[c] = s_next
-        P = np.zeros((S, A, S))
-        R = np.zeros((S, A, S))
-        terminal = np.zeros(S, dtype=bool)
-        for (s, a), outcomes in rows.items():
-            paid = {}
-            for prob, s_next, rew, done in outcomes:
-                paid.setdefault(s_next, rew)
-                target = s_next if rew == paid[s_next] else copies[(s_next, rew)]
-                P[s, a, target] += prob  # duplicates with equal rewards are summed
-                R[s, a, target] = rew
-                terminal[target] |= bool(done)
-        for c in range(n_obs, S):  # a copy behaves exactly like the state it copies
-            P[c], R[c] = P[state_to_obs[c]], R[state_to_obs[c]]
-            terminal[c] = terminal[state_to_obs[c]]
-        for s in np.flatnonzero(terminal):
-            P[s] = 0.0
-            P[s, :, s] = 1.0
-            R[s] = 0.0
-        initial = np.zeros(S)
-        distrib = getattr(u, "initial_state_distrib", None)
-        if distrib is not None and np.shape(distrib) == (n_obs,):
-            initial[:n_obs] = distrib
-        else:
-            initial[int(env.reset(seed=0)[0])] = 1.0
-        grid_shape, desc = None, None
-        # states are grid cells only when the grid has exactly one cell per observation
-        # (FrozenLake's `desc`, CliffWalking's `shape`); Taxi's map is not its state space
-        if getattr(u, "desc", None) is not None and np.asarray(u.desc).size == n_obs:
-            desc = np.asarray(u.desc).astype(str)
-            grid_shape = desc.shape
-        elif len(getattr(u, "shape", ())) == 2 and int(np.prod(u.shape)) == n_obs:
-            grid_shape = tuple(int(x) for x in u.shape)
-        names, moves = None, None
-        for env_class, (class_names, class_moves) in _GYMNASIUM_ACTIONS.items():
-            if isinstance(u, env_class) and len(class_names) == A:
-                names, moves = class_names, class_moves
-        spec = getattr(env, "spec", None)
-        name = spec.id if spec is not None else u.__class__.__name__
-        kw = getattr(spec, "kwargs", {}) or {}
-        if "map_name" in kw:
-            name += f" {kw['map_name']}"
-        if not bool((P.max(-1) == 1).all()):
-            name += " slippery"
-        return cls(
-            P, R, initial, horizon, dtype=dtype, name=name,
-            terminal=terminal, grid_shape=grid_shape, desc=desc,
-            state_to_obs=None if S == n_obs else state_to_obs,
-            goal_states=_gymnasium_goal(P, R, terminal, desc, state_to_obs),
-            action_names=names, action_moves=moves,
-        )  # fmt: skip
-
-
-# Actions of gymnasium's toy-text grids, in gymnasium's own order (the `## Action Space` of
-# each env's docstring; frozen_lake.LEFT..UP = 0..3, cliffwalking.UP..LEFT = 0..3): the name
-# and the (drow, dcol) move of each action. Taxi's state is not a grid cell: names only.
-_GYMNASIUM_ACTIONS: dict[type, tuple[tuple[str, ...], tuple | None]] = {
-    FrozenLakeEnv: (("left", "down", "right", "up"), ((0, -1), (1, 0), (0, 1), (-1, 0))),
-    CliffWalkingEnv: (("up", "right", "down", "left"), ((-1, 0), (0, 1), (1, 0), (0, -1))),
-    TaxiEnv: (("south", "north", "east", "west", "pickup", "dropoff"), None),
-}
-
-
-def _gymnasium_goal(P, R, terminal, desc, state_to_obs) -> np.ndarray | None:
-    """Goal mask (S,) of a toy-text env from its tables.
-
-    The ``G`` cells of a map (FrozenLake); otherwise the terminal states entered with the
-    highest reward (CliffWalking's goal cell, Taxi's successful drop-offs); None without
-    terminal states.
-    """
-    if desc is not None and (desc == "G").any():
-        return desc.reshape(-1)[state_to_obs] == "G"
-    if not terminal.any():
-        return None
-    # the reward paid on entering each state from another one, max over the (s, a) reaching it
-    S = P.shape[0]
-    enters = (P > 0) & ~np.eye(S, dtype=bool)[:, None, :]
-    entry = np.where(enters, R, -np.inf).max(axis=(0, 1))
-    best = entry[terminal].max()
-    if best == -np.inf:
-        return None
-    return terminal & (entry == best)
+        tables = gymnasium_tables(env_or_id, make_kwargs, sparse)
+        return cls(**tables, horizon=horizon, dtype=dtype)
 
 
 def random_mdp(

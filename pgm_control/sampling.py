@@ -74,11 +74,24 @@ def sample_posterior_trajectories(
     w = _step_weights(mdp, observed_steps)
     with torch.no_grad():  # draws are discrete: nothing to differentiate
         q, v = _backward(mdp, alpha, "optimistic", observed_steps)
-    log_prior, log_p, r = mdp.log_action_prior, mdp.log_transition, mdp.reward.detach()
+    log_prior = mdp.log_action_prior
     N, T = num_samples, mdp.horizon
     states = torch.empty(N, T + 1, dtype=torch.long, device=mdp.device)
     actions = torch.empty(N, T, dtype=torch.long, device=mdp.device)
     states[:, 0] = _draw((mdp.log_initial + v[0]).expand(N, -1), g)
+    if mdp.is_sparse:  # draw the successor slot k, then look its state up
+        dyn = mdp.dynamics
+        log_p, r, nxt = dyn.log_transition, dyn.reward.detach(), dyn.next_state
+        rewards = torch.empty(N, T, dtype=mdp.float_dtype, device=mdp.device)
+        for t in range(T):
+            s = states[:, t]
+            actions[:, t] = a = _draw(log_prior[s] + q[t, s], g)
+            logits = log_p[:, s, a] + w[t] * r[:, s, a] / alpha + v[t + 1][nxt[:, s, a]]
+            k = _draw(logits.T, g)
+            states[:, t + 1] = nxt[k, s, a]
+            rewards[:, t] = r[k, s, a]
+        return Trajectories(states, actions, rewards)
+    log_p, r = mdp.log_transition, mdp.reward.detach()
     for t in range(T):
         s = states[:, t]
         actions[:, t] = a = _draw(log_prior[s] + q[t, s], g)
@@ -100,10 +113,21 @@ def sample_trajectories(
     num_samples = check_positive_int("num_samples", num_samples)
     g = _generator(mdp, seed)
     N, T = num_samples, mdp.horizon
-    log_pi, log_p = torch.log(pi), mdp.log_transition
+    log_pi = torch.log(pi)
     states = torch.empty(N, T + 1, dtype=torch.long, device=mdp.device)
     actions = torch.empty(N, T, dtype=torch.long, device=mdp.device)
     states[:, 0] = _draw(mdp.log_initial.expand(N, -1), g)
+    if mdp.is_sparse:
+        dyn = mdp.dynamics
+        rewards = torch.empty(N, T, dtype=mdp.float_dtype, device=mdp.device)
+        for t in range(T):
+            s = states[:, t]
+            actions[:, t] = a = _draw(log_pi[t, s], g)
+            k = _draw(dyn.log_transition[:, s, a].T, g)
+            states[:, t + 1] = dyn.next_state[k, s, a]
+            rewards[:, t] = dyn.reward.detach()[k, s, a]
+        return Trajectories(states, actions, rewards)
+    log_p = mdp.log_transition
     for t in range(T):
         s = states[:, t]
         actions[:, t] = a = _draw(log_pi[t, s], g)

@@ -270,6 +270,13 @@ def fit(
             raise TypeError("`reparameterized` is set by `estimator` ('reparam' or 'score')")
     else:
         mdp = _check_mdp(mdp)
+        if mdp.is_sparse:  # the Pyro model and guides draw s' from dense (S,) rows
+            raise TypeError(
+                "`mdp` has sparse dynamics, which the Pyro model and guides cannot sample from "
+                "(they draw s' from dense rows). Fit the exact ELBO directly: "
+                "`policy_elbo(mdp, log_policy=torch.log_softmax(logits, -1))` is "
+                "differentiable on sparse MDPs; or use `mdp.to_dense()` when S²·A is small."
+            )
         registry, kind, model = TABULAR_GUIDES, "tabular", control_model
         guide = "tabular_time_varying" if guide is None else guide
         estimator = "exact" if estimator is None else estimator

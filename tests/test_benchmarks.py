@@ -88,3 +88,19 @@ def test_what_type_of_inference_benchmark_smoke(tmp_path):
     for text in ("planning is optimal", "the lottery", "Taxi-v4", "equal to 1e-10", "overall:"):
         assert text in proc.stdout, proc.stdout[-3000:]
     assert ("overall: PASS" in proc.stdout) == (proc.returncode == 0)
+def test_exact_messages_scaling_and_peer_sections_smoke(tmp_path):
+    """Sparse dynamics at scale (issue 13): the scaling table's rows in fresh processes and
+    the imitation section, which --quick never runs (no imitation venv needed)."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    args = "--quick --sections imitation,scaling --sizes 100 --horizon 10 --threads 1"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "exact_messages.py"), *args.split()],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "imitation: skipped (--quick never runs the peer venv)" in out
+    assert "gridworld scaling, T=10" in out
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["100"]]
+    assert [(r[0], r[2]) for r in rows] == [("100", "float64"), ("100", "float32")]
+    assert out.count("float32 speed-up") == 1
