@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .backward import _backward, soft_value_iteration
-from .demonstrations import Demonstrations, as_demonstrations
+from .demonstrations import as_demonstrations
 from .irl_result import IRLResult
 from .mdp import TabularMDP, _check_mdp
 from .validation import check_int, check_positive_float, check_positive_int, check_temperature

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import pgm_control as pc
-from brute import table
 from pgm_control.demonstrations import Demonstrations, expected_counts, sample_demonstrations
 from pgm_control.irl_result import IRLResult
 from pgm_control.maxent_irl import irl_log_likelihood, maxent_irl
+
+from brute import table
 
 F64, F32 = torch.float64, torch.float32
 
