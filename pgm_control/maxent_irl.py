@@ -132,12 +132,24 @@ def _expert_statistics(mdp: TabularMDP, demonstrations):
 
 
 # ------------------------------------------------------------------ the objective
+def _with_reward(mdp: TabularMDP, r: torch.Tensor) -> TabularMDP:
+    """``mdp`` with the reward table ``r`` (S, A, S) swapped in, P/p0/prior shared.
+
+    ``mdp.replace`` validates every table again (≈ 5 passes over the S·A·S entries, more than
+    the messages themselves at S = 500); the fixed tables were validated once, and a
+    non-finite r shows up as a non-finite L, which the learner refuses.
+    """
+    m = copy.copy(mdp)
+    object.__setattr__(m, "reward", r)
+    return m
+
+
 def _log_likelihood(mdp, r, counts, ends, alpha, backup, data_term=None):
     """L(ψ) for the reward table ``r`` (S, A, S): data term − normaliser (see module doc).
 
     ``data_term``: E_demos[Σₜ r]/α when the caller has it cheaper (linear features).
     """
-    m = mdp.replace(reward=r)
+    m = _with_reward(mdp, r)
     _, v_scaled = _backward(m, alpha, backup)  # the library's backward messages, V/α
     if backup == "optimistic":  # log p(O|ψ) = log Σ p0·exp(V₀/α) (= log_evidence)
         log_z = torch.logsumexp(m.log_initial + v_scaled[0], dim=0)
