@@ -182,11 +182,15 @@ def _frozenlake_problem(backup):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "problem, backup",
-    [(_random_problem, "optimistic"), (_random_problem, "expected"),
-     (_frozenlake_problem, "optimistic")],
+    "problem, backup, sampled",
+    [(_random_problem, "optimistic", True), (_random_problem, "expected", True),
+     (_frozenlake_problem, "optimistic", True), (_frozenlake_problem, "expected", False)],
 )  # fmt: skip
-def test_acceptance_recovers_the_hidden_reward(problem, backup):
+def test_acceptance_recovers_the_hidden_reward(problem, backup, sampled):
+    """Exact expert statistics: residual ≤ 1e-4 and KL ≤ 1e-4; 500 demonstrations: KL ≤ 0.02
+    and the true return within 2%. Slippery FrozenLake 8x8 (T = 24) is held to the exact
+    targets only: its expert reaches the goal in few of 500 episodes and the sampled KL
+    measured 0.006–0.06 over seeds (see the README)."""
     truth, feats = problem(backup)
     alpha = 0.5
     expert = pc.soft_value_iteration(truth, temperature=alpha, backup=backup).policy
@@ -198,6 +202,8 @@ def test_acceptance_recovers_the_hidden_reward(problem, backup):
     )  # fmt: skip
     assert exact.feature_residual[-1] <= 1e-4
     assert _occupancy_kl(truth, expert, exact.policy) <= 1e-4
+    if not sampled:
+        return
     # 500 sampled demonstrations
     demos = sample_demonstrations(truth, expert, 500, seed=0)
     res = maxent_irl(
