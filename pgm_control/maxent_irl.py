@@ -357,7 +357,7 @@ def maxent_irl(
     bar = tqdm(total=steps, desc="maxent_irl", unit="step", disable=not progress, leave=False)
     devices = [mdp.device] if mdp.device.type == "cuda" else []
     # small tables run on one intra-op thread (restored after), as `fit` does: on a shared CPU
-    # torch's thread pool costs far more than the arithmetic (measured 90 s vs 1.7 s, README)
+    # torch's thread pool costs far more than the arithmetic (README example: 90 s vs 1.7 s)
     with torch.random.fork_rng(devices=devices), _few_threads(_small(mdp)):
         torch.manual_seed(seed)
         try:

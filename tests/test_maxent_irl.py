@@ -246,6 +246,7 @@ class _TableReward(torch.nn.Module):
         return self.table(states)
 
 
+@pytest.mark.slow
 def test_neural_reward_matches_the_expert_policy():
     truth, _ = _random_problem("optimistic")
     expert = pc.soft_value_iteration(truth).policy
