@@ -55,6 +55,14 @@ from .rollout import RolloutResult, rollout
 from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
 from .svi import fit, gradient_variance
 
+# isort: off
+# inverse RL: demonstrations, MaxEnt IRL and the result every IRL routine returns
+from .demonstrations import Demonstrations, sample_demonstrations
+from .irl_result import IRLResult
+from .maxent_irl import maxent_irl
+
+# isort: on
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -118,4 +126,9 @@ __all__ = [
     "INFERENCE_TYPES",
     "inference_type_returns",
     "slippery_cliff_mdp",
+    # inverse RL: demonstrations, MaxEnt IRL, the IRL result
+    "maxent_irl",
+    "Demonstrations",
+    "sample_demonstrations",
+    "IRLResult",
 ]
