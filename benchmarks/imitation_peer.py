@@ -81,15 +81,11 @@ def ensure_venv(venv: str | os.PathLike = DEFAULT_VENV, *, create: bool = True) 
 
 def _worker(python: Path, *args: str, threads: int = 1) -> None:
     cmd = [str(python), str(WORKER), *args, "--threads", str(threads)]
-<<<<<<< ours
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-=======
     # numpy's BLAS gets the same number of threads as torch: a like-for-like timing
     limits = {
         k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     }
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **limits})
->>>>>>> theirs
     if proc.returncode != 0:
         raise PeerUnavailable(f"imitation worker failed:\n{proc.stderr[-3000:]}")
 
