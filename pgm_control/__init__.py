@@ -48,6 +48,13 @@ from .rollout import RolloutResult, rollout
 from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
 from .svi import fit, gradient_variance
 
+# isort: off
+# inverse RL: demonstrations, MaxEnt IRL and the result every IRL routine returns
+from .demonstrations import Demonstrations, sample_demonstrations
+from .irl_result import IRLResult
+
+# isort: on
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -102,4 +109,8 @@ __all__ = [
     "fit_gaussian_dynamics",
     # pictures
     "plotting",
+    # inverse RL: demonstrations, MaxEnt IRL, the IRL result
+    "Demonstrations",
+    "sample_demonstrations",
+    "IRLResult",
 ]
