@@ -151,10 +151,10 @@ def guided_cost_learning(
     samples_per_iteration: int = 200,
     policy_steps: int = 2000,
     reward_steps: int = 5,
-    lr: float = 0.05,
+    lr: float = 0.5,
     discount: float = 0.99,
     policy_learning_rate: float = 0.5,
-    mix_demonstrations: bool = False,
+    mix_demonstrations: bool = True,
     seed: int = 0,
     progress: bool = True,
 ) -> IRLResult:
@@ -188,7 +188,7 @@ def guided_cost_learning(
         policy_steps: env steps of soft Q-learning per iteration.
         reward_steps: Adam steps on ψ per batch of samples (the weights are recomputed for
             the changing ψ; the proposal stays fixed).
-        lr: Adam's step size on ψ.
+        lr: Adam's step size on r_ψ/α (nats; the parameters move by ≈ lr·α per step).
         discount: γ of the soft Q-learner (its policy is only the proposal).
         policy_learning_rate: the soft Q-learner's first-visit step size (decaying as n^-0.5,
             so that it keeps following the changing reward).
@@ -229,7 +229,7 @@ def guided_cost_learning(
     sample_env = env_copy(env)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
     log_prior = torch.full((S, A), -math.log(A), dtype=dtype, device=device)
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = torch.optim.Adam(params, lr=lr * alpha)
     terminal = torch.zeros(S, dtype=torch.bool)
     history = {"loss": [], "ess": [], "ess_fraction": [], "log_partition": []}
     interrupted = False

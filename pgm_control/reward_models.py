@@ -151,7 +151,8 @@ class RewardWrapper(gym.Wrapper):
 
     def _reward_table(self) -> np.ndarray:
         # every in-place change of a tensor bumps its `_version`: a cheap staleness check
-        key = tuple((id(p), p._version) for p in self.model.parameters())
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        key = tuple((id(p), p._version) for p in tensors)
         if key != self._key:
             S, A = int(self.observation_space.n), int(self.action_space.n)
             with torch.no_grad():
