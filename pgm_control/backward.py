@@ -89,8 +89,13 @@ def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
     return w
 
 
-def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, log_policy=None):
+def _backward(
+    mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, log_policy=None, log_prior=None
+):
     """Shared recursion for every backup. Returns scaled q/α (T,S,A) and v/α (T+1,S).
+
+    ``log_prior`` replaces the MDP's log p(a|s): (S, A), or (T, S, A) for a prior that changes
+    with t (KL-regularised policy iteration's previous policy); None = ``mdp.log_action_prior``.
 
     With ``log_policy`` (T,S,A) the expected backup evaluates that policy instead of the
     soft-optimal one: Vₜ(s)/α = Σₐ πₜ(a|s)·(Qₜ(s,a)/α + log p(a|s) − log πₜ(a|s)).
@@ -102,7 +107,10 @@ def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, l
     w = _step_weights(mdp, observed_steps)
     r_scaled = mdp.reward / alpha  # r(s,a,s')/α, indexed as [s, a, s']
     P = mdp.transition
-    log_prior = mdp.log_action_prior
+    if log_prior is None:
+        log_prior = mdp.log_action_prior
+    if log_prior.ndim == 2:
+        log_prior = log_prior.expand(T, S, A)
     if backup == "optimistic":
         log_P = mdp.log_transition
         kernels = {wt: _tilted_kernel(P, wt * r_scaled) for wt in set(w.tolist())}
@@ -117,9 +125,9 @@ def _backward(mdp: TabularMDP, alpha: float, backup: str, observed_steps=None, l
         else:
             q_t = w[t] * r_bar + _expected_next(P_flat, v_tp1, log_policy).view(S, A)
         if log_policy is None:
-            v_t = torch.logsumexp(log_prior + q_t, dim=-1)
+            v_t = torch.logsumexp(log_prior[t] + q_t, dim=-1)
         else:
-            v_t = _policy_value(log_policy[t], log_prior, q_t)
+            v_t = _policy_value(log_policy[t], log_prior[t], q_t)
         q_rev.append(q_t)
         v_rev.append(v_t)
         v_tp1 = v_t
@@ -196,6 +204,7 @@ def soft_value_iteration(
     temperature: float = 1.0,
     backup: str = "optimistic",
     observed_steps: Iterable[int] | None = None,
+    action_prior: torch.Tensor | None = None,
 ) -> SoftValues:
     """Finite-horizon soft value iteration (the backward messages of the optimality PGM).
 
@@ -209,6 +218,9 @@ def soft_value_iteration(
             guide sharing the true dynamics converges to).
         observed_steps: condition only on these O_t (e.g. ``[T-1]`` for goal reaching); the
             others are marginalised out. All by default.
+        action_prior: p(a|s) as (S, A), or pₜ(a|s) as (T, S, A) (a prior that changes with t,
+            e.g. the previous policy of :func:`pgm_control.kl_regularised_policy_iteration`),
+            used instead of ``mdp.action_prior``; None (default) = ``mdp.action_prior``.
 
     Returns:
         :class:`SoftValues` with q (T,S,A), v (T+1,S), policy (T,S,A), in reward units and the
@@ -217,8 +229,11 @@ def soft_value_iteration(
     """
     mdp = _check_mdp(mdp)
     alpha = _check_temperature(temperature)
-    q_scaled, v_scaled = _backward(mdp, alpha, backup, observed_steps)
-    log_pi = mdp.log_action_prior + q_scaled - v_scaled[:-1, :, None]
+    log_prior = mdp.log_action_prior
+    if action_prior is not None:
+        log_prior = _safe_log(_check_policy(mdp, action_prior, "action_prior"))
+    q_scaled, v_scaled = _backward(mdp, alpha, backup, observed_steps, log_prior=log_prior)
+    log_pi = log_prior + q_scaled - v_scaled[:-1, :, None]
     return SoftValues(alpha * q_scaled, alpha * v_scaled, torch.exp(log_pi), alpha, backup)
 
 
