@@ -47,6 +47,7 @@ from .irl_samples import (
     mask_after_terminal,
     policy_samples,
     sample_based_result,
+    torch_threads,
 )
 from .reward_models import REWARD_INPUTS, RewardWrapper, TabularReward
 from .soft_q_learning import SoftQLearning
@@ -84,12 +85,20 @@ class ShapedReward(nn.Module):
         param = next(iter(reward.parameters()))
         self.reward = reward
         self.discount = float(discount)
-        self.potential = nn.Parameter(torch.zeros(num_states, dtype=param.dtype, device=param.device))
-        self.register_buffer("terminal", torch.zeros(num_states, dtype=torch.bool, device=param.device))
+        self.potential = nn.Parameter(
+            torch.zeros(num_states, dtype=param.dtype, device=param.device)
+        )
+        self.register_buffer(
+            "terminal", torch.zeros(num_states, dtype=torch.bool, device=param.device)
+        )
 
     def forward(self, states, actions, next_states) -> torch.Tensor:
         h_next = torch.where(self.terminal[next_states], 0.0, self.potential[next_states])
-        return self.reward(states, actions, next_states) + self.discount * h_next - self.potential[states]
+        return (
+            self.reward(states, actions, next_states)
+            + self.discount * h_next
+            - self.potential[states]
+        )
 
 
 def discriminator_logits(
@@ -165,6 +174,7 @@ def adversarial_irl(
     policy_learning_rate: float = 0.5,
     seed: int = 0,
     progress: bool = True,
+    num_threads: int | None = 1,
 ) -> IRLResult:
     """Adversarial IRL (Fu et al. 2018) from ``env.step`` alone.
 
@@ -196,6 +206,8 @@ def adversarial_irl(
         discount: γ of the soft Q-learner.
         policy_learning_rate: the soft Q-learner's first-visit step size (decaying as n^-0.5).
         seed: seeds the learner, the rollouts and the sample env.
+        num_threads: torch threads during the run (restored after; None: leave as is); one
+            is fastest for small tables.
         progress: a tqdm bar; Ctrl-C returns what was learned so far.
 
     Returns:
@@ -214,7 +226,9 @@ def adversarial_irl(
         raise ValueError(f"`discriminator` must be one of {DISCRIMINATORS}, got {discriminator!r}")
     if reward_model is None:
         if reward_inputs not in REWARD_INPUTS:
-            raise ValueError(f"`reward_inputs` must be one of {REWARD_INPUTS}, got {reward_inputs!r}")
+            raise ValueError(
+                f"`reward_inputs` must be one of {REWARD_INPUTS}, got {reward_inputs!r}"
+            )
         reward_model = TabularReward(S, A, inputs=reward_inputs)
     iterations = check_positive_int("iterations", iterations)
     M = check_positive_int("samples_per_iteration", samples_per_iteration)
@@ -242,39 +256,54 @@ def adversarial_irl(
     terminal = torch.zeros(S, dtype=torch.bool)
     history = {"discriminator_loss": [], "expert_accuracy": [], "policy_accuracy": []}
     interrupted = False
-    start = time.perf_counter()
-    bar = tqdm(range(iterations), disable=not progress, desc=f"adversarial IRL ({discriminator})")
-    try:
-        for _ in bar:
-            learner.learn(policy_steps, progress=False)  # 1. the generator: soft RL on f_ψ
-            pi = learner.policy.to(device=device, dtype=dtype)
-            samples, seen = policy_samples(  # 2. its trajectories
-                sample_env, pi, M, T, seed=int(rng.integers(2**31))
-            )
-            terminal |= seen
-            if shaping:
-                f_model.terminal.copy_(terminal)
-            expert = mask_after_terminal(demos, terminal)
-            w_e, w_p = expert.step_weights(dtype).to(device), samples.step_weights(dtype).to(device)
-            log_pi = torch.log(pi)
-            for k in range(discriminator_steps):  # 3. the discriminator
-                kw = {"temperature": alpha, "discriminator": discriminator, "log_prior": log_prior}
-                logit_e = discriminator_logits(f_model, expert, log_pi, **kw)
-                logit_p = discriminator_logits(f_model, samples, log_pi, **kw)
-                loss = discriminator_loss(logit_e, w_e, logit_p, w_p)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                if k == 0:
-                    history["discriminator_loss"].append(float(loss.detach()))
-                    history["expert_accuracy"].append(_accuracy(logit_e > 0, w_e))
-                    history["policy_accuracy"].append(_accuracy(logit_p < 0, w_p))
-            bar.set_postfix(loss=f"{history['discriminator_loss'][-1]:.4g}")
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        sample_env.close()
+    with torch_threads(num_threads):
+        start = time.perf_counter()
+        bar = tqdm(
+            range(iterations), disable=not progress, desc=f"adversarial IRL ({discriminator})"
+        )
+        try:
+            for _ in bar:
+                learner.learn(policy_steps, progress=False)  # 1. the generator: soft RL on f_ψ
+                pi = learner.policy.to(device=device, dtype=dtype)
+                samples, seen = policy_samples(  # 2. its trajectories
+                    sample_env, pi, M, T, seed=int(rng.integers(2**31))
+                )
+                terminal |= seen
+                if shaping:
+                    f_model.terminal.copy_(terminal)
+                expert = mask_after_terminal(demos, terminal)
+                w_e, w_p = (
+                    expert.step_weights(dtype).to(device),
+                    samples.step_weights(dtype).to(device),
+                )
+                log_pi = torch.log(pi)
+                for k in range(discriminator_steps):  # 3. the discriminator
+                    kw = {
+                        "temperature": alpha,
+                        "discriminator": discriminator,
+                        "log_prior": log_prior,
+                    }
+                    logit_e = discriminator_logits(f_model, expert, log_pi, **kw)
+                    logit_p = discriminator_logits(f_model, samples, log_pi, **kw)
+                    loss = discriminator_loss(logit_e, w_e, logit_p, w_p)
+                    if not torch.isfinite(loss):
+                        raise ValueError(
+                            "the discriminator loss is not finite: the reward model returned "
+                            "NaN or inf (check its parameters and `lr`)"
+                        )
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    if k == 0:
+                        history["discriminator_loss"].append(float(loss.detach()))
+                        history["expert_accuracy"].append(_accuracy(logit_e > 0, w_e))
+                        history["policy_accuracy"].append(_accuracy(logit_p < 0, w_p))
+                bar.set_postfix(loss=f"{history['discriminator_loss'][-1]:.4g}")
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+            sample_env.close()
     return sample_based_result(
         reward_model, learner.policy, terminal, T, algorithm=f"adversarial_irl ({discriminator})",
         temperature=alpha, backup="expected", history=history,

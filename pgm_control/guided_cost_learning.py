@@ -47,6 +47,7 @@ from .irl_samples import (
     mask_after_terminal,
     policy_samples,
     sample_based_result,
+    torch_threads,
     trajectory_log_prob,
 )
 from .reward_models import RewardWrapper
@@ -103,7 +104,9 @@ def importance_log_partition(
     """
     alpha = check_temperature(temperature)
     if not isinstance(returns, torch.Tensor) or returns.ndim != 1 or len(returns) < 1:
-        raise ValueError(f"`returns` must be a 1-d tensor (M,), got {getattr(returns, 'shape', returns)}")
+        raise ValueError(
+            f"`returns` must be a 1-d tensor (M,), got {getattr(returns, 'shape', returns)}"
+        )
     log_q = torch.as_tensor(log_proposal, dtype=returns.dtype, device=returns.device)
     if log_q.shape != returns.shape:
         raise ValueError(
@@ -157,6 +160,7 @@ def guided_cost_learning(
     mix_demonstrations: bool = True,
     seed: int = 0,
     progress: bool = True,
+    num_threads: int | None = 1,
 ) -> IRLResult:
     """Guided cost learning (Finn et al. 2016) from ``env.step`` alone.
 
@@ -196,6 +200,8 @@ def guided_cost_learning(
             mixture of π and their empirical policy (Finn et al. 2016, §4).
         seed: seeds the learner, the rollouts and the sample env (the caller's RNGs are
             untouched).
+        num_threads: torch threads during the run (restored after; None: leave as is); one
+            is fastest for small tables.
         progress: a tqdm bar over iterations; Ctrl-C returns what was learned so far.
 
     Returns:
@@ -233,37 +239,43 @@ def guided_cost_learning(
     terminal = torch.zeros(S, dtype=torch.bool)
     history = {"loss": [], "ess": [], "ess_fraction": [], "log_partition": []}
     interrupted = False
-    start = time.perf_counter()
-    bar = tqdm(range(iterations), disable=not progress, desc="guided cost learning")
-    try:
-        for _ in bar:
-            learner.learn(policy_steps, progress=False)  # 1. policy improvement on r_ψ
-            pi = learner.policy.to(device=device, dtype=dtype)
-            samples, seen = policy_samples(  # 2. trajectories of π in the env
-                sample_env, pi, M, T, seed=int(rng.integers(2**31))
-            )
-            terminal |= seen
-            expert = mask_after_terminal(demos, terminal)
-            batch, log_q, log_p = _proposal(samples, expert, torch.log(pi), log_prior, mix_demonstrations)
-            for k in range(reward_steps):  # 3. reward steps with the IS partition gradient
-                estimate = importance_log_partition(
-                    _returns(reward_model, batch, device), log_q, log_p, temperature=alpha
+    with torch_threads(num_threads):
+        start = time.perf_counter()
+        bar = tqdm(range(iterations), disable=not progress, desc="guided cost learning")
+        try:
+            for _ in bar:
+                learner.learn(policy_steps, progress=False)  # 1. policy improvement on r_ψ
+                pi = learner.policy.to(device=device, dtype=dtype)
+                samples, seen = policy_samples(  # 2. trajectories of π in the env
+                    sample_env, pi, M, T, seed=int(rng.integers(2**31))
                 )
-                loss = estimate.log_partition - _returns(reward_model, expert, device).mean() / alpha
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                if k == 0:
-                    history["loss"].append(float(loss.detach()))
-                    history["ess"].append(estimate.ess)
-                    history["ess_fraction"].append(estimate.ess / len(estimate.weights))
-                    history["log_partition"].append(float(estimate.log_partition.detach()))
-            bar.set_postfix(loss=f"{history['loss'][-1]:.4g}", ess=f"{history['ess'][-1]:.1f}")
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        sample_env.close()
+                terminal |= seen
+                expert = mask_after_terminal(demos, terminal)
+                batch, log_q, log_p = _proposal(
+                    samples, expert, torch.log(pi), log_prior, mix_demonstrations
+                )
+                for k in range(reward_steps):  # 3. reward steps with the IS partition gradient
+                    estimate = importance_log_partition(
+                        _returns(reward_model, batch, device), log_q, log_p, temperature=alpha
+                    )
+                    loss = (
+                        estimate.log_partition
+                        - _returns(reward_model, expert, device).mean() / alpha
+                    )
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    if k == 0:
+                        history["loss"].append(float(loss.detach()))
+                        history["ess"].append(estimate.ess)
+                        history["ess_fraction"].append(estimate.ess / len(estimate.weights))
+                        history["log_partition"].append(float(estimate.log_partition.detach()))
+                bar.set_postfix(loss=f"{history['loss'][-1]:.4g}", ess=f"{history['ess'][-1]:.1f}")
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+            sample_env.close()
     return sample_based_result(
         reward_model, learner.policy, terminal, T, algorithm="guided_cost_learning",
         temperature=alpha, backup="optimistic", history=history,
@@ -275,7 +287,11 @@ def guided_cost_learning(
 def _proposal(samples, expert, log_pi, log_prior, mix):
     """The sample batch and its log q (up to dynamics) and log p(a) sums, optionally mixed."""
     if not mix:
-        return samples, trajectory_log_prob(log_pi, samples), trajectory_log_prob(log_prior, samples)
+        return (
+            samples,
+            trajectory_log_prob(log_pi, samples),
+            trajectory_log_prob(log_prior, samples),
+        )
     batch = _concat(samples, expert)
     M, N = samples.num_demonstrations, expert.num_demonstrations
     log_pi_d = _empirical_log_policy(expert, log_prior)
@@ -288,7 +304,11 @@ def _proposal(samples, expert, log_pi, log_prior, mix):
 
 def _concat(a: Demonstrations, b: Demonstrations) -> Demonstrations:
     device = a.states.device
-    mask = torch.cat([a.step_weights(torch.float64).bool(), b.step_weights(torch.float64).bool().to(device)])
+    mask = torch.cat(
+        [a.step_weights(torch.float64).bool(), b.step_weights(torch.float64).bool().to(device)]
+    )
     return Demonstrations(
-        torch.cat([a.states, b.states.to(device)]), torch.cat([a.actions, b.actions.to(device)]), mask
+        torch.cat([a.states, b.states.to(device)]),
+        torch.cat([a.actions, b.actions.to(device)]),
+        mask,
     )

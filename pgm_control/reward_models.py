@@ -86,7 +86,9 @@ class LinearReward(nn.Module):
     def __init__(self, features: torch.Tensor):
         super().__init__()
         if not isinstance(features, torch.Tensor) or not features.is_floating_point():
-            raise TypeError("`features` must be a floating torch tensor (S, F), (S, A, F) or (S, A, S, F)")
+            raise TypeError(
+                "`features` must be a floating torch tensor (S, F), (S, A, F) or (S, A, S, F)"
+            )
         if features.ndim not in (2, 3, 4):
             raise ValueError(
                 "`features` must have shape (S, F), (S, A, F) or (S, A, S, F), got "
@@ -143,7 +145,9 @@ class RewardWrapper(gym.Wrapper):
         super().__init__(env)
         for space in (env.observation_space, env.action_space):
             if not isinstance(space, gym.spaces.Discrete):
-                raise ValueError(f"`env` must have Discrete spaces for a tabular reward, got {space}")
+                raise ValueError(
+                    f"`env` must have Discrete spaces for a tabular reward, got {space}"
+                )
         self.model = model
         self.scale = float(scale)
         self._obs = None
