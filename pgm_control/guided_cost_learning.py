@@ -37,9 +37,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .irl_result import IRLResult
 from .algorithm import make_env
 from .demonstrations import Demonstrations
+from .irl_result import IRLResult
 from .irl_samples import (
     check_env_demonstrations,
     discrete_sizes,

@@ -128,7 +128,7 @@ def reward_table(model: nn.Module, num_states: int, num_actions: int) -> torch.T
 
 
 class RewardWrapper(gym.Wrapper):
-    """A gymnasium wrapper whose ``step`` pays ``scale·model(s, a, s')`` instead of the env's reward.
+    """A gymnasium wrapper whose ``step`` pays ``scale·model(s, a, s')`` instead of the reward.
 
     The model is read at every step (through a table of all (s, a, s') that is recomputed
     whenever a parameter has been changed in place, e.g. by an optimiser step), so a learner

@@ -8,6 +8,7 @@ import math
 import gymnasium as gym
 import pytest
 import torch
+from test_guided_cost_learning import expected_return
 
 import pgm_control as pc
 from pgm_control.adversarial_irl import (
@@ -20,8 +21,6 @@ from pgm_control.demonstrations import Demonstrations, sample_demonstrations
 from pgm_control.irl_result import IRLResult
 from pgm_control.irl_samples import mask_after_terminal, policy_samples
 from pgm_control.reward_models import TabularReward, reward_table
-
-from test_guided_cost_learning import expected_return
 
 F64 = torch.float64
 
