@@ -52,6 +52,7 @@ from .svi import fit, gradient_variance
 # inverse RL: demonstrations, MaxEnt IRL and the result every IRL routine returns
 from .demonstrations import Demonstrations, sample_demonstrations
 from .irl_result import IRLResult
+from .maxent_irl import maxent_irl
 
 # isort: on
 
@@ -110,6 +111,7 @@ __all__ = [
     # pictures
     "plotting",
     # inverse RL: demonstrations, MaxEnt IRL, the IRL result
+    "maxent_irl",
     "Demonstrations",
     "sample_demonstrations",
     "IRLResult",

@@ -22,12 +22,13 @@ import dataclasses
 import numpy as np
 import torch
 
-from .mdp import TabularMDP, _check_mdp
+from .forward import policy_state_distribution
+from .mdp import TabularMDP, _check_mdp, _check_policy
 from .rollout import RolloutResult
 from .sampling import Trajectories, sample_trajectories
 from .validation import check_int, check_positive_int
 
-__all__ = ["Demonstrations", "sample_demonstrations", "as_demonstrations"]
+__all__ = ["Demonstrations", "sample_demonstrations", "as_demonstrations", "expected_counts"]
 
 
 def _int_tensor(name: str, x, ndim: int) -> torch.Tensor:
@@ -160,24 +161,33 @@ class Demonstrations:
 
     # ------------------------------------------------------------ statistics
     def counts(
-        self, num_states: int, num_actions: int, *, dtype: torch.dtype = torch.float64
+        self,
+        num_states: int,
+        num_actions: int,
+        *,
+        by_time: bool = True,
+        dtype: torch.dtype = torch.float64,
     ) -> torch.Tensor:
-        """Empirical visit frequencies p̂ₜ(s, a, s') = (1/N)·Σₙ 1[sₜ=s, aₜ=a, sₜ₊₁=s'], observed
-        steps only; indexed as [t, s, a, s'], shape (T, S, A, S), in ``dtype``.
+        """Empirical visit frequencies p̂ₜ(s, a, s') = (1/N)·Σₙ 1[sₜ=s, aₜ=a, sₜ₊₁=s'].
 
-        Sum over s' for the (t, s, a) counts. Each observed row sums to (observed fraction) ≤ 1.
+        Observed steps only. Indexed as [t, s, a, s'], shape (T, S, A, S); with
+        ``by_time=False`` summed over t, (S, A, S) — the empirical counterpart of
+        :func:`expected_counts`. Sum over s' for (s, a) counts. In ``dtype``.
         """
         S = check_positive_int("num_states", num_states)
         A = check_positive_int("num_actions", num_actions)
         if int(self.states.max()) >= S or int(self.actions.max()) >= A:
             raise ValueError(f"`demonstrations` hold indices out of range for S = {S}, A = {A}")
         N, T = self.actions.shape
-        t_idx = torch.arange(T, device=self.actions.device).expand(N, T)
-        flat = ((t_idx * S + self.states[:, :-1]) * A + self.actions) * S + self.states[:, 1:]
+        flat = (self.states[:, :-1] * A + self.actions) * S + self.states[:, 1:]
+        size = S * A * S
+        if by_time:
+            flat = flat + size * torch.arange(T, device=flat.device)
+            size *= T
         w = self.step_weights(dtype).to(self.actions.device)
-        c = torch.zeros(T * S * A * S, dtype=dtype, device=self.actions.device)
-        c = c.index_add(0, flat.reshape(-1), w.reshape(-1))
-        return c.view(T, S, A, S) / N
+        c = torch.zeros(size, dtype=dtype, device=self.actions.device)
+        c = c.index_add(0, flat.reshape(-1), w.reshape(-1)) / N
+        return c.view(T, S, A, S) if by_time else c.view(S, A, S)
 
     def feature_expectations(self, features: torch.Tensor) -> torch.Tensor:
         """Empirical feature expectations (1/N)·Σₙ Σₜ f(sₜ, aₜ, sₜ₊₁), observed steps only.
@@ -300,3 +310,27 @@ def sample_demonstrations(
     n = check_positive_int("num_demonstrations", num_demonstrations)
     traj = sample_trajectories(mdp, policy, n, seed=check_int("seed", seed))
     return Demonstrations.from_trajectories(traj)
+
+
+def expected_counts(mdp: TabularMDP, policy) -> torch.Tensor:
+    """Exact expected transition counts of ``policy`` in the true dynamics.
+
+    ``ρ(s,a,s') = Σₜ dₜ(s)·πₜ(a|s)·P(s'|s,a)``, dₜ from the occupancy recursion
+    (:func:`pgm_control.policy_state_distribution`): the limit of
+    ``Demonstrations.counts(S, A, by_time=False)`` as N → ∞, and what MaxEnt IRL matches
+    when it is given exact expert statistics.
+
+    Args:
+        mdp: a :class:`TabularMDP`.
+        policy: (T, S, A) or (S, A) probabilities, or anything with a ``policy`` attribute.
+
+    Returns:
+        ρ, indexed [s, a, s'], shape (S, A, S), in the MDP's dtype; it sums to T.
+    """
+    mdp = _check_mdp(mdp)
+    if not isinstance(policy, (torch.Tensor, np.ndarray)) and hasattr(policy, "policy"):
+        policy = policy.policy
+    pi = _check_policy(mdp, policy, "policy")
+    d = policy_state_distribution(mdp, pi)[:-1]  # (T, S)
+    sa = torch.einsum("ts,tsa->sa", d, pi)
+    return sa[:, :, None] * mdp.transition

@@ -75,3 +75,18 @@ def test_benchmark_runs_on_tiny_settings(script, tmp_path):
     if "overall:" in out:  # the exit code is the verdict
         assert ("overall: PASS" in out) == (proc.returncode == 0)
     assert "Traceback" not in proc.stderr
+
+
+def test_maxent_irl_benchmark_smoke_without_the_peer(tmp_path):
+    """benchmarks/maxent_irl.py --smoke --no-peer: our side only, no imitation venv needed."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    script = ROOT / "benchmarks" / "maxent_irl.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--no-peer"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    expected = ["CliffWorld 7x4 (S = 28, T = 8)", "random MDP, 8 features (S = 100", "overall:"]
+    for text in expected:
+        assert text in proc.stdout, proc.stdout
+    assert "overall: PASS" in proc.stdout

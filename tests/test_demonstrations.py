@@ -10,7 +10,12 @@ import pytest
 import torch
 
 import pgm_control as pc
-from pgm_control.demonstrations import Demonstrations, as_demonstrations, sample_demonstrations
+from pgm_control.demonstrations import (
+    Demonstrations,
+    as_demonstrations,
+    expected_counts,
+    sample_demonstrations,
+)
 
 F64 = torch.float64
 
@@ -37,6 +42,8 @@ def test_counts_and_feature_expectations_equal_a_loop():
         demos = Demonstrations(states, actions, m)
         counts = demos.counts(S, A)
         np.testing.assert_allclose(counts.numpy(), _loop_counts(demos, S, A), atol=1e-15)
+        summed = demos.counts(S, A, by_time=False)
+        np.testing.assert_allclose(summed.numpy(), _loop_counts(demos, S, A).sum(0), atol=1e-15)
         for shape in [(S, 2), (S, A, 2), (S, A, S, 2)]:
             f = torch.randn(*shape, generator=g, dtype=F64)
             # the loop's counts contracted with f, broadcast to (S, A, S, F)
@@ -60,6 +67,9 @@ def test_sampled_demonstrations_converge_to_the_exact_occupancy():
     exact = d[:, :, None] * pi
     empirical = demos.counts(5, 3).sum(-1)
     assert (empirical - exact).abs().max() < 4 * (0.25 / 20000) ** 0.5 * 4  # ~4 σ
+    rho = expected_counts(mdp, pi)  # Σₜ dₜ·π·P, the N → ∞ limit of the summed counts
+    assert torch.allclose(rho.sum(), torch.tensor(4.0, dtype=F64))
+    assert (demos.counts(5, 3, by_time=False) - rho).abs().max() < 4 * 4 * (0.25 / 20000) ** 0.5
     assert len(demos) == 20000 and demos.horizon == 4 and demos.mask is None
     again = sample_demonstrations(mdp, pc.soft_value_iteration(mdp, temperature=0.7), 20000, seed=3)
     assert torch.equal(again.states, demos.states)  # same seed, same draws

@@ -1,0 +1,218 @@
+"""MaxEnt IRL: pgm_control's ``maxent_irl`` side by side with imitation's ``MCEIRL``.
+
+Both learn a state-only reward r(s) = ψ·φ(s) from a demonstrator's exact state-occupancy
+measure on the same tables, in one run: seals' CliffWorld 7x4 (imitation's own test problem,
+one-hot φ) and a 500-state random MDP (seals' ``RandomTransitionEnv``, branch factor 5,
+8 random features). The demonstrator is the soft-optimal (maximum causal entropy) policy of the
+hidden reward, α = 1, the model imitation implements; pgm_control runs ``backup="expected"``.
+imitation runs in its own venv (``imitation_peer.py``), tables cross over as .npz arrays.
+
+Printed per problem: max |occupancy − expert's| of both learners, max |ours − imitation's|,
+iterations and seconds per iteration of both (ours: one LBFGS step; also per evaluation), and
+PASS/FAIL for "the same answer" and "≤ 0.3× imitation's time per iteration".
+
+    python benchmarks/maxent_irl.py                 # both learners (makes imitation's venv once)
+    python benchmarks/maxent_irl.py --no-peer       # pgm_control only, tables rebuilt here
+    python benchmarks/maxent_irl.py --smoke --no-peer
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import pgm_control as pc
+from pgm_control.demonstrations import expected_counts
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from imitation_peer import PeerUnavailable, ensure_venv, export_problems, run_mce_irl  # noqa: E402
+
+F64 = torch.float64
+
+
+# --------------------------------------------------------------------- problems
+def cliff_world(width=7, height=4, horizon=8, fail_p=0.3):
+    """seals' CliffWorldEnv tables, rebuilt (S = width·height, 4 diagonal moves, wind)."""
+    S = width * height
+    P = np.zeros((S, 4, S))
+    R = np.zeros(S)
+
+    def clamp(row, col):
+        return min(max(row, 0), height - 1) * width + min(max(col, 0), width - 1)
+
+    for row in range(height):
+        for col in range(width):
+            s = clamp(row, col)
+            R[s] = -1 if row > 0 or col == 0 else (10 if col == width - 1 else -10)
+            for drow in (-1, 1):
+                for dcol in (-1, 1):
+                    a = (drow + 1) + (dcol + 1) // 2
+                    P[s, a, clamp(row + drow - 1, col + dcol)] += fail_p
+                    P[s, a, clamp(row + drow, col + dcol)] += 1 - fail_p
+    p0 = np.zeros(S)
+    p0[0] = 1.0
+    return {"transition": P, "reward": R, "initial": p0, "horizon": np.asarray(horizon),
+            "observation": np.eye(S)}  # fmt: skip
+
+
+def random_transition_mdp(n_states=500, n_actions=4, branch=5, horizon=20, obs_dim=8, seed=0):
+    """seals' RandomTransitionEnv tables, rebuilt with the same draws from the same generator."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(0, 2, (n_states, obs_dim)).astype(np.float32).astype(np.float64)
+    P = np.zeros((n_states, n_actions, n_states), dtype=np.float32)
+    for s in range(n_states):
+        for a in range(n_actions):
+            k = rng.integers(1, branch + 1)
+            nxt = rng.choice(n_states, size=(k,), replace=False)
+            vec = rng.dirichlet(np.ones((k,)))
+            P[s, a, nxt] = vec / np.sum(vec)
+    p0 = np.zeros(n_states)
+    starts = rng.choice(n_states, size=(branch,), replace=False)  # drawn before the weights
+    p0[starts] = rng.dirichlet(np.ones((branch,)))
+    weights = rng.normal(size=(obs_dim,))
+    P = P.astype(np.float64)
+    return {
+        "transition": P / P.sum(-1, keepdims=True), "reward": obs @ weights,
+        "initial": p0 / p0.sum(), "horizon": np.asarray(horizon), "observation": obs,
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------- one problem
+def state_occupancy(mdp, policy):
+    """Σ_{t=0..T} dₜ(s): imitation's ``mce_occupancy_measures`` convention (s_T included)."""
+    return pc.policy_state_distribution(mdp, policy).sum(0).numpy()
+
+
+def solve_ours(tables, steps, tol, threads):
+    P = torch.as_tensor(tables["transition"], dtype=F64)
+    S = P.shape[0]
+    truth = pc.TabularMDP(P, torch.as_tensor(tables["reward"], dtype=F64)[:, None].expand(S, 4),
+                          torch.as_tensor(tables["initial"], dtype=F64),
+                          int(tables["horizon"]))  # fmt: skip
+    expert = pc.soft_value_iteration(truth, backup="expected").policy
+    blind = truth.replace(reward=torch.zeros(S, P.shape[1], dtype=F64))
+    features = torch.as_tensor(tables["observation"], dtype=F64)
+    torch.set_num_threads(threads)
+    res = pc.maxent_irl(
+        blind, features, expected_counts(truth, expert), backup="expected", steps=steps, tol=tol,
+        progress=False,
+    )  # fmt: skip
+    return truth, expert, res
+
+
+def run(args):
+    names = ["cliffworld", "random500"]
+    tables = {
+        "cliffworld": cliff_world(),
+        "random500": random_transition_mdp(n_states=args.states, horizon=args.horizon),
+    }
+    python = None
+    if not args.no_peer:
+        try:
+            python = ensure_venv(args.venv)
+            if args.states != 500 or args.horizon != 20:
+                raise PeerUnavailable("imitation's problems are S = 500, T = 20: drop --states")
+            theirs = export_problems(names, python)
+            for name in names:  # our rebuild must be seals' own problem, entry for entry
+                diff = max(float(np.abs(tables[name][k] - theirs[name][k]).max())
+                           for k in ("transition", "reward", "initial", "observation"))  # fmt: skip
+                print(f"{name}: our rebuild of seals' tables, max abs diff = {diff:.2e}")
+                tables[name] = theirs[name]
+        except PeerUnavailable as exc:
+            print(f"imitation unavailable ({str(exc).splitlines()[0]}); running without it")
+            python = None
+    ok = True
+    ours, jobs = {}, {}
+    for name in names:
+        t = tables[name]
+        truth, expert, res = solve_ours(t, args.steps, args.tol, args.threads)
+        om_expert = state_occupancy(truth, expert)
+        om_ours = state_occupancy(truth, res.policy)
+        ours[name] = (om_expert, om_ours, res)
+        jobs[name] = {
+            "transition": t["transition"], "initial": t["initial"], "horizon": t["horizon"],
+            "observation": t["observation"], "demo_state_om": om_expert, "lr": args.peer_lr,
+            "max_iter": args.peer_iters, "linf_eps": args.peer_linf,
+        }  # fmt: skip
+    peer = run_mce_irl(jobs, python, threads=args.threads) if python is not None else {}
+    for name in names:
+        om_expert, om_ours, res = ours[name]
+        steps = max(res.steps - 1, 1)
+        per_step = res.seconds / steps
+        per_eval = res.seconds / max(res.extra["evaluations"], 1)
+        S = len(om_expert)
+        label = {"cliffworld": "CliffWorld 7x4", "random500": "random MDP, 8 features"}[name]
+        print(f"\n{label} (S = {S}, T = {int(tables[name]['horizon'])}):")
+        err_ours = float(np.abs(om_ours - om_expert).max())
+        print(
+            f"  pgm_control: {steps} LBFGS steps ({res.extra['evaluations']} evaluations), "
+            f"feature residual {res.feature_residual[-1]:.1e}, max |OM − expert's| = "
+            f"{err_ours:.2e}, {1e3 * per_step:.2f} ms/iteration ({1e3 * per_eval:.2f} ms/eval), "
+            f"{res.seconds:.2f} s in all"
+        )
+        if name not in peer:
+            good = err_ours <= args.same
+            ok &= good
+            print(f"  {'PASS' if good else 'FAIL'}: recovers the expert's occupancy "
+                  f"(≤ {args.same:g})")  # fmt: skip
+            continue
+        p = peer[name]
+        err_peer = float(np.abs(p["state_om"] - om_expert).max())
+        gap = float(np.abs(p["state_om"] - om_ours).max())
+        per_iter_peer = float(np.mean(p["step_seconds"]))
+        iters = len(p["step_seconds"])
+        print(
+            f"  imitation MCEIRL: {iters} Adam iterations, max |OM − expert's| = {err_peer:.2e}, "
+            f"{1e3 * per_iter_peer:.2f} ms/iteration, {float(p['total_seconds']):.2f} s in all"
+        )
+        same = gap <= args.same
+        ratio = per_step / per_iter_peer
+        fast = ratio <= 0.3
+        ok &= same and fast
+        print(f"  {'PASS' if same else 'FAIL'}: same answer, max |OM_ours − OM_imitation| = "
+              f"{gap:.2e} (≤ {args.same:g})")  # fmt: skip
+        print(f"  {'PASS' if fast else 'FAIL'}: time per iteration {ratio:.2f}× imitation's "
+              f"(≤ 0.3×); per evaluation {per_eval / per_iter_peer:.2f}×; time to answer "
+              f"{res.seconds / float(p['total_seconds']):.2f}×")  # fmt: skip
+    print(f"\noverall: {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="few iterations (a CI check)")
+    ap.add_argument("--no-peer", action="store_true", help="skip imitation (no venv needed)")
+    ap.add_argument("--venv", default=None, help="imitation's venv (default: the cache)")
+    ap.add_argument("--steps", type=int, default=None, help="our LBFGS steps (max)")
+    ap.add_argument("--tol", type=float, default=1e-6, help="our feature-residual tolerance")
+    ap.add_argument("--peer-iters", type=int, default=None)
+    ap.add_argument("--peer-lr", type=float, default=0.1)
+    ap.add_argument("--peer-linf", type=float, default=1e-3, help="imitation's linf_eps")
+    ap.add_argument("--same", type=float, default=1e-2, help="'same answer' max |ΔOM|")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--states", type=int, default=None, help="random MDP size (500)")
+    ap.add_argument("--horizon", type=int, default=None, help="random MDP horizon (20)")
+    args = ap.parse_args(argv)
+    if args.steps is None:
+        args.steps = 3 if args.smoke else 300
+    if args.peer_iters is None:
+        args.peer_iters = 20 if args.smoke else 3000
+    if args.states is None:
+        args.states = 100 if args.smoke else 500
+    if args.horizon is None:
+        args.horizon = 10 if args.smoke else 20
+    if args.smoke:
+        args.same = float("inf")
+    if args.venv is None:
+        args.venv = str(Path("~/.cache/pgm_control/imitation-venv").expanduser())
+    tic = time.perf_counter()
+    ok = run(args)
+    print(f"({time.perf_counter() - tic:.1f} s)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

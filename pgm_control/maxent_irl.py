@@ -1,0 +1,402 @@
+"""Tabular MaxEnt IRL: learn r_ψ so that p(τ | O, ψ) explains the demonstrations.
+
+The optimality PGM with a learned reward, p(Oₜ=1 | sₜ,aₜ,sₜ₊₁, ψ) = exp(r_ψ(sₜ,aₜ,sₜ₊₁)/α),
+gives the posterior over trajectories (Levine 2018, IRL lecture; Ziebart et al. 2008)::
+
+    p(τ | O, ψ) = p(τ)·exp(Σₜ r_ψ/α) / p(O | ψ),     p(τ) = p0(s₀)·Πₜ p(aₜ|sₜ)·P(sₜ₊₁|sₜ,aₜ)
+
+so the mean log-likelihood of N demonstrations is, up to the ψ-free dynamics terms log p(τₙ)::
+
+    L(ψ) = (1/N)·Σₙ Σₜ r_ψ(sₜ,aₜ,sₜ₊₁)/α − log p(O | ψ)
+    ∇ψL  = E_demos[Σₜ ∇ψ r_ψ]/α − E_{p(τ|O,ψ)}[Σₜ ∇ψ r_ψ]/α
+
+because ∂ log p(O|ψ)/∂r(s,a,s') = (1/α)·Σₜ p(sₜ=s, aₜ=a, sₜ₊₁=s' | O, ψ). log p(O | ψ) is the
+library's backward messages (:func:`pgm_control.log_evidence`); the gradient is autograd
+through them. Its independent route — expected features from the forward–backward marginals
+(:func:`pgm_control.state_action_marginals`, :func:`pgm_control.posterior_dynamics`) — is what
+the tests compare it with. For a linear reward r_ψ = ψ·f the gradient is the feature residual
+(μ̂ − μ_ψ)/α and L is concave: the optimum matches the expert's feature expectations.
+
+``backup="expected"`` swaps log p(O | ψ) for the best ELBO Σ_s p0(s)·V₀(s)/α of the expected
+backup (:func:`pgm_control.optimal_elbo`): Ziebart 2010's maximum *causal* entropy IRL, the
+model of imitation's ``MCEIRL``. Its gradient is E_demos[Σ∇r] − E_π[Σ∇r] with π the
+soft-optimal policy acting in the true dynamics (envelope theorem), and L equals the causal
+log-likelihood Σₜ log πₜ(aₜ|sₜ) up to a term of mean zero. Under stochastic dynamics this is the
+model of demonstrators who act in the real env; the optimistic posterior also tilts the dynamics
+(Levine 2018, §4.1) and is exact when P and p0 are deterministic.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .backward import _backward, soft_value_iteration
+from .demonstrations import as_demonstrations
+from .irl_result import IRLResult
+from .mdp import TabularMDP, _check_mdp
+from .validation import check_int, check_positive_float, check_positive_int, check_temperature
+
+__all__ = ["maxent_irl", "irl_log_likelihood", "OPTIMIZERS", "BACKUPS"]
+
+OPTIMIZERS = ("lbfgs", "adam", "sgd")
+BACKUPS = ("optimistic", "expected")
+_DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 0.1}
+
+
+# ------------------------------------------------------------------ inputs
+def _check_features(features, mdp: TabularMDP):
+    """Features as a (S, A, S, F)-broadcastable tensor in the MDP's dtype, or a module."""
+    S, A = mdp.num_states, mdp.num_actions
+    if isinstance(features, torch.nn.Module):
+        return features
+    expected = f"(S, F) = ({S}, F), (S, A, F) = ({S}, {A}, F) or (S, A, S, F) = ({S}, {A}, {S}, F)"
+    if isinstance(features, np.ndarray):
+        features = torch.as_tensor(features)
+    if not isinstance(features, torch.Tensor):
+        raise TypeError(
+            f"`features` must be a tensor of shape {expected}, or a torch.nn.Module (a neural "
+            f"reward), got {type(features).__name__}"
+        )
+    shapes = {2: (S,), 3: (S, A), 4: (S, A, S)}
+    lead = tuple(features.shape[:-1])
+    if features.ndim not in shapes or lead != shapes[features.ndim] or features.shape[-1] < 1:
+        raise ValueError(
+            f"`features` of shape {tuple(features.shape)} matches neither S, (S, A) nor "
+            f"(S, A, S) of this MDP: give {expected}"
+        )
+    if features.is_complex() or features.dtype == torch.bool:
+        raise TypeError(f"`features` must be real, got dtype {features.dtype}")
+    features = features.detach().to(device=mdp.device, dtype=mdp.float_dtype)
+    if not torch.isfinite(features).all():
+        bad = "NaN" if torch.isnan(features).any() else "inf"
+        idx = tuple(torch.nonzero(~torch.isfinite(features))[0].tolist())
+        raise ValueError(f"`features` contains {bad} (first at index {idx}); all must be finite")
+    return features
+
+
+def _as_table(r: torch.Tensor, mdp: TabularMDP, where: str) -> torch.Tensor:
+    """A reward of shape (S,), (S, A) or (S, A, S) broadcast to r[s, a, s'] (S, A, S)."""
+    S, A = mdp.num_states, mdp.num_actions
+    if not isinstance(r, torch.Tensor):
+        raise TypeError(f"{where} must return a tensor, got {type(r).__name__}")
+    if r.shape == (S, 1) and A != 1:
+        r = r[:, 0]
+    if r.shape == (S,):
+        r = r[:, None, None]
+    elif r.shape == (S, A):
+        r = r[:, :, None]
+    elif r.shape != (S, A, S):
+        raise ValueError(
+            f"{where} returned shape {tuple(r.shape)}; a reward must have shape (S,) = {(S,)}, "
+            f"(S, A) = {(S, A)} or (S, A, S) = {(S, A, S)}"
+        )
+    return r.to(mdp.float_dtype).expand(S, A, S)
+
+
+def _expert_statistics(mdp: TabularMDP, demonstrations):
+    """(counts (S,A,S) summed over t, end states (N, 2) [k, s_k] or None) of the data.
+
+    ``demonstrations`` may also be exact expected counts ρ(s,a,s') (a float (S,A,S) tensor,
+    see :func:`pgm_control.demonstrations.expected_counts`).
+    """
+    S, A, T = mdp.num_states, mdp.num_actions, mdp.horizon
+    if isinstance(demonstrations, torch.Tensor) and demonstrations.is_floating_point():
+        rho = demonstrations.detach().to(device=mdp.device, dtype=mdp.float_dtype)
+        if rho.shape != (S, A, S):
+            raise ValueError(
+                "`demonstrations` given as exact expected counts must have shape (S, A, S) = "
+                f"{(S, A, S)}, got {tuple(rho.shape)}"
+            )
+        if not torch.isfinite(rho).all() or (rho < 0).any():
+            raise ValueError("`demonstrations` counts must be finite and non-negative")
+        total = float(rho.sum())
+        if not math.isclose(total, T, rel_tol=1e-4):
+            raise ValueError(
+                f"`demonstrations` counts must sum to the horizon T = {T} (one transition per "
+                f"step), got {total:.6g}"
+            )
+        return rho, None
+    demos = as_demonstrations(demonstrations).check(mdp)
+    counts = demos.counts(S, A, by_time=False, dtype=mdp.float_dtype)
+    ends = None
+    if demos.mask is not None:  # where each episode stopped: marginalise its unseen tail
+        k = demos.lengths.to(mdp.device)
+        ends = torch.stack([k, demos.states.gather(1, k[:, None])[:, 0]], dim=-1)
+    return counts, ends
+
+
+# ------------------------------------------------------------------ the objective
+def _with_reward(mdp: TabularMDP, r: torch.Tensor) -> TabularMDP:
+    """``mdp`` with the reward table ``r`` (S, A, S) swapped in, P/p0/prior shared.
+
+    ``mdp.replace`` validates every table again (≈ 5 passes over the S·A·S entries, more than
+    the messages themselves at S = 500); the fixed tables were validated once, and a
+    non-finite r shows up as a non-finite L, which the learner refuses.
+    """
+    m = copy.copy(mdp)
+    object.__setattr__(m, "reward", r)
+    return m
+
+
+def _log_likelihood(mdp, r, counts, ends, alpha, backup, data_term=None):
+    """L(ψ) for the reward table ``r`` (S, A, S): data term − normaliser (see module doc).
+
+    ``data_term``: E_demos[Σₜ r]/α when the caller has it cheaper (linear features).
+    """
+    m = _with_reward(mdp, r)
+    _, v_scaled = _backward(m, alpha, backup)  # the library's backward messages, V/α
+    if backup == "optimistic":  # log p(O|ψ) = log Σ p0·exp(V₀/α) (= log_evidence)
+        log_z = torch.logsumexp(m.log_initial + v_scaled[0], dim=0)
+    else:  # Σ p0·V₀/α (= optimal_elbo)
+        log_z = (m.initial * v_scaled[0]).sum()
+    data = (counts * r).sum() / alpha if data_term is None else data_term
+    if ends is not None:  # p(τ_{0:k}, O) carries βₖ(sₖ) = exp(Vₖ(sₖ)/α) for the unseen tail
+        data = data + v_scaled[ends[:, 0], ends[:, 1]].mean()
+    return data - log_z
+
+
+def irl_log_likelihood(
+    mdp: TabularMDP,
+    reward: torch.Tensor,
+    demonstrations,
+    *,
+    temperature: float = 1.0,
+    backup: str = "optimistic",
+) -> torch.Tensor:
+    """L(r) = (1/N)·Σₙ log p(τₙ | O, r) + const, the MaxEnt IRL objective of a reward table.
+
+    ``L = E_demos[Σₜ r(sₜ,aₜ,sₜ₊₁)]/α − log p(O | r)`` (``backup="optimistic"``; Levine 2018,
+    IRL lecture) or ``− Σ_s p0·V₀/α`` (``"expected"``, Ziebart 2010). Differentiable in
+    ``reward``: ∂L/∂r(s,a,s') = (empirical − expected counts)/α.
+
+    Args:
+        mdp: supplies P, p0, T and the action prior (its reward is ignored).
+        reward: (S,), (S, A) or (S, A, S) table.
+        demonstrations: :class:`Demonstrations` (or what :func:`as_demonstrations` takes), or
+            exact expected counts ρ (S, A, S).
+        temperature: α > 0.
+        backup: "optimistic" or "expected".
+
+    Returns:
+        A scalar in the MDP's dtype (nats per demonstration).
+    """
+    mdp = _check_mdp(mdp)
+    alpha = check_temperature(temperature)
+    backup = _check_backup(backup)
+    counts, ends = _expert_statistics(mdp, demonstrations)
+    r = _as_table(torch.as_tensor(reward, device=mdp.device), mdp, "`reward`")
+    return _log_likelihood(mdp, r, counts, ends, alpha, backup)
+
+
+def _check_backup(backup):
+    if backup not in BACKUPS:
+        raise ValueError(f"`backup` must be one of {BACKUPS}, got {backup!r}")
+    return backup
+
+
+# ------------------------------------------------------------------ the learner
+class _Linear(torch.nn.Module):
+    """r_ψ = ψ·f as a module: one parameter ``weights`` (F,)."""
+
+    def __init__(self, features: torch.Tensor):
+        super().__init__()
+        self.register_buffer("features", features)
+        self.weights = torch.nn.Parameter(torch.zeros(features.shape[-1], dtype=features.dtype))
+
+    def forward(self):
+        return self.features @ self.weights
+
+
+def _make_optimizer(name, params, lr):
+    if name == "lbfgs":
+        return torch.optim.LBFGS(
+            # one iteration per step; max_eval bounds the line search (its default,
+            # 1.25·max_iter = 1, would leave the strong-Wolfe search no evaluation at all)
+            params, lr=lr, max_iter=1, max_eval=26, history_size=20, line_search_fn="strong_wolfe",
+            tolerance_grad=0.0, tolerance_change=0.0,
+        )  # fmt: skip
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr)
+
+
+def maxent_irl(
+    mdp: TabularMDP,
+    features,
+    demonstrations,
+    *,
+    temperature: float = 1.0,
+    backup: str = "optimistic",
+    steps: int = 200,
+    optimizer: str = "lbfgs",
+    lr: float | None = None,
+    tol: float = 1e-7,
+    seed: int = 0,
+    progress: bool = True,
+) -> IRLResult:
+    """Maximum-entropy IRL with exact inference: maximise L(ψ) by the library's messages.
+
+    ``L(ψ) = (1/N)·Σₙ Σₜ r_ψ(sₜ,aₜ,sₜ₊₁)/α − log p(O|ψ)``, ``∇ψL = (E_demos − E_{p(τ|O,ψ)})
+    [Σₜ ∇ψ r_ψ]/α`` (Levine 2018, IRL lecture, "the MaxEnt IRL algorithm"; Ziebart et al.
+    2008, eq. 6); see the module docstring for the derivation and ``backup="expected"``.
+
+    Args:
+        mdp: supplies the dynamics P, start distribution p0, horizon T and action prior; its
+            reward is ignored (each candidate r_ψ goes into ``mdp.replace(reward=...)``).
+        features: the reward's form. A tensor for a linear reward r_ψ = ψ·f: (S, F) (the
+            reward of the state acted in, as in imitation's MCE IRL), (S, A, F) or
+            (S, A, S, F). Or a ``torch.nn.Module`` (a neural reward) called as
+            ``module(torch.arange(S))`` and returning (S,), (S, A) or (S, A, S) rewards, on
+            the MDP's device; its parameters are trained in place.
+        demonstrations: :class:`~pgm_control.Demonstrations`, :class:`~pgm_control.Trajectories`,
+            a ``(states, actions)`` pair (N, T+1), (N, T), or the expert's exact expected counts
+            ρ(s,a,s') (S, A, S) (:func:`~pgm_control.demonstrations.expected_counts`). Episodes
+            that ended early (a mask) contribute their observed prefix; the unseen tail is
+            marginalised (the term Vₖ(sₖ)/α).
+        temperature: α > 0 of p(O=1|·) = exp(r/α).
+        backup: "optimistic" (log p(O|ψ), the lecture's posterior; exact for deterministic
+            P and p0) or "expected" (maximum causal entropy, Ziebart 2010; imitation's model).
+        steps: optimisation steps (LBFGS: one iteration with a strong-Wolfe line search).
+        optimizer: "lbfgs" (default; L is concave for a linear reward), "adam" or "sgd".
+        lr: learning rate; default 1.0 (lbfgs), 0.05 (adam), 0.1 (sgd).
+        tol: stop once the feature residual ‖E_demos[f] − E_ψ[f]‖_∞ ≤ tol (for a neural
+            reward: of the (s, a, s') counts).
+        seed: seeds the torch RNG (forked, the caller's is restored) while a neural reward
+            runs (dropout); a linear reward starts at ψ = 0 and uses no randomness.
+        progress: show a tqdm bar; Ctrl-C returns the last completed step.
+
+    Returns:
+        :class:`~pgm_control.IRLResult`: reward (S, A, S), params (``{"weights": ψ}`` or the
+        module's ``state_dict()``), the soft-optimal policy (T, S, A) under r_ψ (the given
+        backup), and ``history["log_likelihood"]`` / ``["feature_residual"]`` with entry 0 at
+        the initial reward and entry k after k steps. In the MDP's dtype, on its device.
+
+    Raises:
+        ValueError / TypeError: features of the wrong shape or with NaN, demonstrations out of
+        range or of the wrong horizon, bad options.
+    """
+    mdp = _check_mdp(mdp)
+    alpha = check_temperature(temperature)
+    backup = _check_backup(backup)
+    steps = check_positive_int("steps", steps, minimum=0)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got {optimizer!r}")
+    lr = _DEFAULT_LR[optimizer] if lr is None else check_positive_float("lr", lr)
+    tol = float(tol)
+    if not tol >= 0:
+        raise ValueError(f"`tol` must be >= 0, got {tol}")
+    seed = check_int("seed", seed)
+    features = _check_features(features, mdp)
+    counts, ends = _expert_statistics(mdp, demonstrations)
+    linear = not isinstance(features, torch.nn.Module)
+    model = _Linear(features).to(mdp.device) if linear else features
+    states = torch.arange(mdp.num_states, device=mdp.device)
+    if linear:  # μ̂ = E_demos[Σₜ f], contracted once; the data term is then ψ·μ̂/α
+        f_table = features.reshape(*features.shape[:-1], *(1,) * (4 - features.ndim), -1)
+        mu_hat = torch.einsum("sax,saxf->f", counts, f_table.expand(*counts.shape, -1))
+
+    def reward_table():
+        r = model() if linear else model(states)
+        return _as_table(r, mdp, "the reward module")
+
+    def evaluate():
+        """−L and its gradient in the parameters; the residual = α·‖∂L/∂(ψ or r)‖_∞."""
+        r = reward_table()
+        if not linear:
+            r.retain_grad()
+        data = (model.weights @ mu_hat) / alpha if linear else None
+        L = _log_likelihood(mdp, r, counts, ends, alpha, backup, data_term=data)
+        if not torch.isfinite(L):
+            raise FloatingPointError(f"L(ψ) became {L.item()}; lower `lr` or check `features`")
+        (-L).backward()
+        grad = model.weights.grad if linear else r.grad
+        return -L, alpha * grad.abs().max().item()
+
+    log_lik, residuals = [], []
+    params = dict(model.named_parameters())
+    if not any(p.requires_grad for p in params.values()):
+        raise ValueError("`features` (a module) has no trainable parameters")
+    trainable = [p for p in params.values() if p.requires_grad]
+    opt = _make_optimizer(optimizer, trainable, lr)
+    first, evaluations = [], [0]
+
+    def closure():
+        opt.zero_grad()
+        loss, res = evaluate()
+        evaluations[0] += 1
+        if not first:  # LBFGS evaluates the step's start point first, then the line search
+            first.append((loss.item(), res))
+        return loss
+
+    def snapshot():
+        return {name: p.detach().clone() for name, p in params.items()}
+
+    def restore(saved):
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(saved[name])
+
+    interrupted, converged, stalled = False, False, False
+    start = snapshot()
+    tic = time.perf_counter()
+    bar = tqdm(total=steps, desc="maxent_irl", unit="step", disable=not progress, leave=False)
+    devices = [mdp.device] if mdp.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        try:
+            for _ in range(steps):
+                start = snapshot()
+                first.clear()
+                opt.step(closure)
+                loss, res = first[0]
+                log_lik.append(-loss)
+                residuals.append(res)
+                bar.set_postfix(L=f"{-loss:.6g}", residual=f"{res:.2e}")
+                bar.update(1)
+                if res <= tol:  # the step's start point already met tol: keep it, stop
+                    restore(start)
+                    converged = True
+                    break
+                if all(torch.equal(start[n], p) for n, p in params.items()):
+                    # a failed strong-Wolfe search (t = 0) leaves LBFGS stuck on a stale
+                    # curvature memory: restart it from steepest ascent; twice in a row means
+                    # no step improves L in this dtype, so stop
+                    if stalled:
+                        break
+                    opt = _make_optimizer(optimizer, trainable, lr)
+                    stalled = True
+                else:
+                    stalled = False
+        except KeyboardInterrupt:
+            interrupted = True
+            restore(start)  # a step cut short may sit mid line search
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - tic
+        if not converged:  # the final point's L and residual close the history
+            opt.zero_grad()
+            loss, res = evaluate()
+            log_lik.append(-loss.item())
+            residuals.append(res)
+        with torch.no_grad():
+            r = reward_table().detach().clone()
+    policy = soft_value_iteration(mdp.replace(reward=r), temperature=alpha, backup=backup).policy
+    for p in params.values():
+        p.grad = None
+    state = (
+        {"weights": model.weights.detach().clone()} if linear else copy.deepcopy(model.state_dict())
+    )
+    return IRLResult(
+        reward=r, params=state, policy=policy,
+        history={"log_likelihood": np.asarray(log_lik), "feature_residual": np.asarray(residuals)},
+        seconds=seconds, algorithm="maxent_irl", temperature=alpha, backup=backup,
+        reward_model=None if linear else model,
+        extra={"interrupted": interrupted, "converged": converged, "optimizer": optimizer,
+               "lr": lr, "evaluations": evaluations[0]},
+    )  # fmt: skip
