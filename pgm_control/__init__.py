@@ -54,6 +54,11 @@ from .demonstrations import Demonstrations, sample_demonstrations
 from .irl_result import IRLResult
 from .maxent_irl import maxent_irl
 
+# inverse RL from env.step: guided cost learning, adversarial IRL, learned reward models
+from .guided_cost_learning import guided_cost_learning, importance_log_partition
+from .adversarial_irl import adversarial_irl
+from .reward_models import LinearReward, RewardWrapper, TabularReward
+
 # isort: on
 
 __version__ = "0.1.0"
@@ -115,4 +120,11 @@ __all__ = [
     "Demonstrations",
     "sample_demonstrations",
     "IRLResult",
+    # inverse RL from env.step: guided cost learning, adversarial IRL, learned reward models
+    "guided_cost_learning",
+    "importance_log_partition",
+    "adversarial_irl",
+    "TabularReward",
+    "LinearReward",
+    "RewardWrapper",
 ]
