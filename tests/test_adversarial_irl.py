@@ -37,24 +37,37 @@ def _one_thread():
 T, ALPHA = 20, 0.05
 
 
-def _fit(model, expert, samples, log_pi, log_prior, kind, steps=400, lr=0.01):
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    w_e, w_p = expert.step_weights(F64), samples.step_weights(F64)
-    for _ in range(steps):
-        kw = {"temperature": ALPHA, "discriminator": kind, "log_prior": log_prior}
-        loss = discriminator_loss(
-            discriminator_logits(model, expert, log_pi, **kw), w_e,
-            discriminator_logits(model, samples, log_pi, **kw), w_p,
-        )  # fmt: skip
+def _transitions(S, A):
+    """Every (s, a, s') once, as one-step trajectories (K = S·A·S rows)."""
+    s, a, s1 = torch.meshgrid(torch.arange(S), torch.arange(A), torch.arange(S), indexing="ij")
+    return Demonstrations(torch.stack([s.flatten(), s1.flatten()], 1), a.flatten()[:, None])
+
+
+def _fit(model, expert, samples, log_pi, log_prior, kind):
+    """Minimise the library's loss on visit counts: Σ over steps per trajectory equals Σ over
+    the distinct transitions weighted by their counts per trajectory (same optimum, K rows)."""
+    S, A = log_pi.shape
+    every = _transitions(S, A)
+    w_e = expert.counts(S, A).sum(0).reshape(-1, 1)  # per-trajectory visit counts of (s,a,s')
+    w_p = samples.counts(S, A).sum(0).reshape(-1, 1)
+    kw = {"temperature": ALPHA, "discriminator": kind, "log_prior": log_prior}
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=500, tolerance_grad=1e-10,
+                            tolerance_change=0, line_search_fn="strong_wolfe")  # fmt: skip
+
+    def closure():
         opt.zero_grad()
+        logits = discriminator_logits(model, every, log_pi, **kw)
+        loss = discriminator_loss(logits, w_e, logits, w_p)  # convex in a table
         loss.backward()
-        opt.step()
+        return loss
+
+    opt.step(closure)
 
 
 def _stationary_expert():
+    """A stationary expert (one table π(a|s)): the finite-horizon expert's first-step policy."""
     mdp = pc.TabularMDP.from_gymnasium("FrozenLake-v1", T)
-    soft = pc.discounted_soft_value_iteration(mdp, discount=0.99, temperature=ALPHA)
-    return mdp, soft.policy
+    return mdp, pc.soft_value_iteration(mdp, temperature=ALPHA, backup="expected").policy[0]
 
 
 def test_discriminator_optimum_is_the_log_count_ratio():
@@ -65,12 +78,12 @@ def test_discriminator_optimum_is_the_log_count_ratio():
     expert, terminal = policy_samples(env, expert_pi, 300, T, seed=1)
     samples, _ = policy_samples(env, uniform, 400, T, seed=2)
     model = TabularReward(16, 4)
-    _fit(model, expert, samples, torch.log(uniform), None, "classifier", steps=1500, lr=0.01)
+    _fit(model, expert, samples, torch.log(uniform), None, "classifier")
     c_e = expert.counts(16, 4).sum((0, 3)) * 1.0
     c_p = samples.counts(16, 4).sum((0, 3)) * 1.0
     both = (c_e > 0.05) & (c_p > 0.05)  # well-visited pairs: the optimum is finite there
     logit = model.table.detach() / ALPHA
-    torch.testing.assert_close(logit[both], torch.log(c_e / c_p)[both], rtol=0, atol=2e-3)
+    torch.testing.assert_close(logit[both], torch.log(c_e / c_p)[both], rtol=0, atol=1e-5)
     assert terminal[[5, 7, 11, 12, 15]].all()
 
 
@@ -80,8 +93,8 @@ def test_at_equilibrium_airl_f_is_a_reward_and_the_classifier_logit_is_not():
     policy (the lecture's contrast)."""
     mdp, expert_pi = _stationary_expert()
     env = gym.make("FrozenLake-v1")
-    expert, _ = policy_samples(env, expert_pi, 2000, T, seed=1)
-    generator, _ = policy_samples(env, expert_pi, 2000, T, seed=2)
+    expert, _ = policy_samples(env, expert_pi, 3000, T, seed=1)
+    generator, _ = policy_samples(env, expert_pi, 3000, T, seed=2)
     log_prior = torch.full((16, 4), -math.log(4), dtype=F64)
     airl, classifier = TabularReward(16, 4), TabularReward(16, 4)
     _fit(airl, expert, generator, torch.log(expert_pi), log_prior, "airl")
