@@ -70,6 +70,7 @@ def _stationary_expert():
     return mdp, pc.soft_value_iteration(mdp, temperature=ALPHA, backup="expected").policy[0]
 
 
+@pytest.mark.slow
 def test_discriminator_optimum_is_the_log_count_ratio():
     """Per-trajectory cross-entropy ⇒ logit* = log(c_E(s,a)/c_π(s,a)), visit counts per episode."""
     mdp, expert_pi = _stationary_expert()
@@ -87,6 +88,7 @@ def test_discriminator_optimum_is_the_log_count_ratio():
     assert terminal[[5, 7, 11, 12, 15]].all()
 
 
+@pytest.mark.slow
 def test_at_equilibrium_airl_f_is_a_reward_and_the_classifier_logit_is_not():
     """The generator is the expert: AIRL's optimum f = α·log(π_E/p) gives π_E back when
     re-optimised; the classifier's optimum logit is ≈ 0 and re-optimised gives ≈ the uniform
