@@ -3,6 +3,7 @@ forward–backward gradient (autograd through log_evidence, and the posterior ma
 1/√n rate; on slippery FrozenLake the learned reward's soft-optimal policy (computed exactly
 from the true tables, for evaluation only) matches the expert's return; bad input is refused."""
 
+import importlib
 import math
 
 import gymnasium as gym
@@ -204,3 +205,25 @@ def test_gcl_bad_input():
     with pytest.raises(TypeError, match="gymnasium env"):
         guided_cost_learning(3, TabularReward(16, 4), demos, **kw)
     assert isinstance(gym.make("FrozenLake-v1").observation_space, gym.spaces.Discrete)
+
+
+def test_gcl_ctrl_c_returns_what_was_learned(monkeypatch):
+    # the package exports the function under the module's name: fetch the module itself
+    gcl_module = importlib.import_module("pgm_control.guided_cost_learning")
+    mdp, expert, demos = _frozen_lake_expert()
+    calls = []
+    real = gcl_module.policy_samples
+
+    def interrupt_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gcl_module, "policy_samples", interrupt_second)
+    res = guided_cost_learning(
+        "FrozenLake-v1", TabularReward(16, 4), demos, temperature=ALPHA, iterations=5,
+        policy_steps=100, samples_per_iteration=20, progress=False,
+    )  # fmt: skip
+    assert res.extra["interrupted"] and len(res.history["ess"]) == 1
+    assert "interrupted" in repr(res)
