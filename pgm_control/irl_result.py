@@ -26,7 +26,8 @@ class IRLResult:
         policy: the soft-optimal policy πₜ(a|s) under r_ψ, indexed [t, s, a], (T, S, A).
         history: per-step curves as numpy arrays; ``log_likelihood`` (L(ψ) per step, nats per
             demonstration) and ``feature_residual`` (‖E_expert[f] − E_ψ[f]‖_∞ per step) for
-            MaxEnt IRL; other routines add their own (e.g. an ESS).
+            MaxEnt IRL, with ``seconds`` (wall-clock since the start at each entry); other
+            routines add their own (e.g. an ESS).
         seconds: wall-clock time of the optimisation.
         algorithm: which routine produced it ("maxent_irl", ...).
         temperature: α of p(O=1|s,a,s') = exp(r_ψ/α) the reward was learned at.

@@ -1,7 +1,8 @@
 """Tabular MaxEnt IRL: learn r_ψ so that p(τ | O, ψ) explains the demonstrations.
 
 The optimality PGM with a learned reward, p(Oₜ=1 | sₜ,aₜ,sₜ₊₁, ψ) = exp(r_ψ(sₜ,aₜ,sₜ₊₁)/α),
-gives the posterior over trajectories (Levine 2018, IRL lecture; Ziebart et al. 2008)::
+gives the posterior over trajectories (lecture notes 002, "Probabilistic Graphical Model" and
+"The IRL partition function"; Ziebart et al. 2008)::
 
     p(τ | O, ψ) = p(τ)·exp(Σₜ r_ψ/α) / p(O | ψ),     p(τ) = p0(s₀)·Πₜ p(aₜ|sₜ)·P(sₜ₊₁|sₜ,aₜ)
 
@@ -70,8 +71,10 @@ def _check_features(features, mdp: TabularMDP):
             f"`features` of shape {tuple(features.shape)} matches neither S, (S, A) nor "
             f"(S, A, S) of this MDP: give {expected}"
         )
-    if features.is_complex() or features.dtype == torch.bool:
-        raise TypeError(f"`features` must be real, got dtype {features.dtype}")
+    if features.is_complex():
+        raise TypeError(
+            f"`features` must be real (bool/int indicators are fine), got {features.dtype}"
+        )
     features = features.detach().to(device=mdp.device, dtype=mdp.float_dtype)
     if not torch.isfinite(features).all():
         bad = "NaN" if torch.isnan(features).any() else "inf"
@@ -243,12 +246,13 @@ def maxent_irl(
     """Maximum-entropy IRL with exact inference: maximise L(ψ) by the library's messages.
 
     ``L(ψ) = (1/N)·Σₙ Σₜ r_ψ(sₜ,aₜ,sₜ₊₁)/α − log p(O|ψ)``, ``∇ψL = (E_demos − E_{p(τ|O,ψ)})
-    [Σₜ ∇ψ r_ψ]/α`` (Levine 2018, IRL lecture, "the MaxEnt IRL algorithm"; Ziebart et al.
-    2008, eq. 6); see the module docstring for the derivation and ``backup="expected"``.
+    [Σₜ ∇ψ r_ψ]/α`` (lecture notes 002, "The IRL partition function" and "The MaxEnt IRL
+    algorithm"; Ziebart et al. 2008); see the module docstring for the derivation and
+    ``backup="expected"``.
 
     Args:
         mdp: supplies the dynamics P, start distribution p0, horizon T and action prior; its
-            reward is ignored (each candidate r_ψ goes into ``mdp.replace(reward=...)``).
+            reward is ignored (each candidate r_ψ is swapped into a copy of ``mdp``).
         features: the reward's form. A tensor for a linear reward r_ψ = ψ·f: (S, F) (the
             reward of the state acted in, as in imitation's MCE IRL), (S, A, F) or
             (S, A, S, F). Or a ``torch.nn.Module`` (a neural reward) called as
@@ -274,8 +278,11 @@ def maxent_irl(
     Returns:
         :class:`~pgm_control.IRLResult`: reward (S, A, S), params (``{"weights": ψ}`` or the
         module's ``state_dict()``), the soft-optimal policy (T, S, A) under r_ψ (the given
-        backup), and ``history["log_likelihood"]`` / ``["feature_residual"]`` with entry 0 at
-        the initial reward and entry k after k steps. In the MDP's dtype, on its device.
+        backup), and ``history["log_likelihood"]`` / ``["feature_residual"]`` /
+        ``["seconds"]`` (wall-clock since the start) with entry 0 at the initial reward and
+        entry k after k steps; ``extra["evaluations"]`` counts the
+        evaluations of L and its gradient (LBFGS: ~2 per step). In the MDP's dtype, on its
+        device.
 
     Raises:
         ValueError / TypeError: features of the wrong shape or with NaN, demonstrations out of
@@ -318,7 +325,7 @@ def maxent_irl(
         grad = model.weights.grad if linear else r.grad
         return -L, alpha * grad.abs().max().item()
 
-    log_lik, residuals = [], []
+    log_lik, residuals, elapsed = [], [], []
     params = dict(model.named_parameters())
     if not any(p.requires_grad for p in params.values()):
         raise ValueError("`features` (a module) has no trainable parameters")
@@ -357,6 +364,7 @@ def maxent_irl(
                 loss, res = first[0]
                 log_lik.append(-loss)
                 residuals.append(res)
+                elapsed.append(time.perf_counter() - tic)
                 bar.set_postfix(L=f"{-loss:.6g}", residual=f"{res:.2e}")
                 bar.update(1)
                 if res <= tol:  # the step's start point already met tol: keep it, stop
@@ -384,6 +392,7 @@ def maxent_irl(
             loss, res = evaluate()
             log_lik.append(-loss.item())
             residuals.append(res)
+            elapsed.append(time.perf_counter() - tic)
         with torch.no_grad():
             r = reward_table().detach().clone()
     policy = soft_value_iteration(mdp.replace(reward=r), temperature=alpha, backup=backup).policy
@@ -394,7 +403,10 @@ def maxent_irl(
     )
     return IRLResult(
         reward=r, params=state, policy=policy,
-        history={"log_likelihood": np.asarray(log_lik), "feature_residual": np.asarray(residuals)},
+        history={
+            "log_likelihood": np.asarray(log_lik), "feature_residual": np.asarray(residuals),
+            "seconds": np.asarray(elapsed),
+        },
         seconds=seconds, algorithm="maxent_irl", temperature=alpha, backup=backup,
         reward_model=None if linear else model,
         extra={"interrupted": interrupted, "converged": converged, "optimizer": optimizer,

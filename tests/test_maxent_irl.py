@@ -272,6 +272,7 @@ def test_result_saves_and_loads(tmp_path):
     rho = expected_counts(truth, pc.soft_value_iteration(truth).policy)
     res = maxent_irl(truth, feats, rho, steps=5, progress=False)
     assert res.steps == 6 and "steps=6" in repr(res)  # the initial point and 5 steps
+    assert np.all(np.diff(res.history["seconds"]) >= 0) and len(res.history["seconds"]) == 6
     res.save(tmp_path / "irl.pt")
     back = IRLResult.load(tmp_path / "irl.pt")
     assert torch.equal(back.reward, res.reward) and torch.equal(back.policy, res.policy)
