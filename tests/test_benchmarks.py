@@ -59,6 +59,10 @@ CASES = {
     ),  # fmt: skip
 }
 
+# learning from samples (issue 10)
+CASES["soft_q_learning.py"] = ("--smoke", ["CliffWalking-v1", "FrozenLake-v1", "overall:"])
+CASES["soft_policy_gradient.py"] = ("--smoke", ["occupancy-weighted KL", "overall:"])
+
 
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_benchmark_runs_on_tiny_settings(script, tmp_path):
