@@ -48,6 +48,20 @@ from .rollout import RolloutResult, rollout
 from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
 from .svi import fit, gradient_variance
 
+# isort: split
+# learning from samples, part 1 (issue 10): soft Q-learning, the soft policy gradient, KL-PI
+from .kl_regularised_policy_iteration import (
+    KLPolicyIterationResult,
+    kl_regularised_policy_iteration,
+)
+from .soft_policy_gradient import (
+    SoftPolicyGradientResult,
+    occupancy_weighted_kl,
+    soft_policy_gradient,
+)
+from .soft_q_learning import SoftQLearning, reachable_states
+from .tabular_env import TabularEnv
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -102,4 +116,13 @@ __all__ = [
     "fit_gaussian_dynamics",
     # pictures
     "plotting",
+    # learning from samples, part 1 (issue 10)
+    "SoftQLearning",
+    "reachable_states",
+    "soft_policy_gradient",
+    "SoftPolicyGradientResult",
+    "occupancy_weighted_kl",
+    "kl_regularised_policy_iteration",
+    "KLPolicyIterationResult",
+    "TabularEnv",
 ]
