@@ -212,3 +212,33 @@ def test_bad_input_names_the_argument():
         soft_policy_gradient(env, guide, baseline="value")
     with pytest.raises(ValueError, match="own dynamics"):
         soft_policy_gradient(env, FullPosteriorGuide(mdp))
+
+
+def test_float32_guide_and_ctrl_c_keeps_what_was_learned():
+    mdp = pc.random_mdp(3, 2, 3, seed=0, dtype=torch.float32)
+    guide = StationaryGuide(mdp)
+
+    def stop_at_third(step, result):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    res = soft_policy_gradient(TabularEnv(mdp), guide, steps=10, episodes_per_step=8,
+                               progress=False, callback=stop_at_third)  # fmt: skip
+    assert res.interrupted and res.steps == 3 and res.history.interrupted
+    assert guide.logits.dtype == torch.float32 and torch.isfinite(guide.logits).all()
+    assert not torch.equal(guide.logits, torch.zeros_like(guide.logits))
+
+
+def test_episodes_stop_counting_when_the_env_ends_them():
+    # FrozenLake's holes terminate an episode; the guide keeps T = 30 steps of sites
+    mdp = pc.TabularMDP.from_gymnasium("FrozenLake-v1", 30)
+    envs = [TabularEnv(mdp) for _ in range(50)]
+    ep = play_guide(envs, StationaryGuide(mdp), seeds=range(50))
+    lengths = ep.mask.sum(1)
+    assert ep.env_steps == int(lengths.sum()) and (lengths < 30).any()
+    for n in range(50):
+        k = int(lengths[n])
+        assert ep.mask[n, :k].all() and not ep.mask[n, k:].any()
+        assert (ep.rewards[n, k:] == 0).all()
+        if k < 30:  # ended in a terminal state: a hole or the goal
+            assert bool(mdp.terminal[ep.states[n, k]])
