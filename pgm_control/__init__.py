@@ -18,6 +18,7 @@ module. Every module imports its siblings by submodule, so the order below is fr
 """
 
 from . import envs, plotting
+from .awr import AWR  # learning from samples, neural (issue 10)
 from .backward import (
     DiscountedSoftValues,
     SoftValues,
@@ -46,6 +47,7 @@ from .models import continuous_control_model, control_model, enumerated_log_evid
 from .mppi import MPPI
 from .rollout import RolloutResult, rollout
 from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
+from .soft_dqn import SoftDQN  # learning from samples, neural (issue 10)
 from .svi import fit, gradient_variance
 
 __version__ = "0.1.0"
@@ -102,4 +104,7 @@ __all__ = [
     "fit_gaussian_dynamics",
     # pictures
     "plotting",
+    # learning from samples, neural (issue 10): soft DQN and AWR
+    "SoftDQN",
+    "AWR",
 ]
