@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .algorithm import Algorithm
-from .soft_dqn import _mlp, _threads
+from .networks import mlp, torch_threads
 from .validation import (
     check_discount,
     check_positive_float,
@@ -212,7 +212,9 @@ class AWR(Algorithm):
         self.num_actions = A
         kw = {"dtype": dtype, "device": self.device}
         self.policy_net = self._init_modules(lambda: CategoricalPolicy(n_in, A, net_arch, **kw))
-        self.value_net = self._init_modules(lambda: _mlp(n_in, net_arch, 1, dtype, self.device))
+        self.value_net = self._init_modules(
+            lambda: mlp(n_in, net_arch, 1, dtype=dtype, device=self.device)
+        )
         self.policy_optimizer = torch.optim.Adam(self.policy_net.parameters(), lr=self.policy_lr)
         self.value_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=self.value_lr)
         # the data: time-ordered features, actions, rewards, next features, flags
@@ -325,7 +327,7 @@ class AWR(Algorithm):
 
     def learn(self, total_timesteps: int, *, progress: bool | None = None):
         """See :meth:`Algorithm.learn`; runs under ``num_threads`` torch threads if set."""
-        with _threads(self.num_threads):
+        with torch_threads(self.num_threads):
             return super().learn(total_timesteps, progress=progress)
 
     def _state(self) -> dict:

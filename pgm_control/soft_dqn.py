@@ -27,14 +27,13 @@ batched forward pass of the target network.
 
 from __future__ import annotations
 
-import contextlib
-
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from .algorithm import Algorithm
+from .networks import mlp, torch_threads
 from .replay_buffer import ReplayBuffer
 from .validation import (
     check_discount,
@@ -98,29 +97,6 @@ def soft_q_target(
     # where s' is absorbing V is not used at all (0·V would turn an infinite V into NaN)
     v_next = torch.where(terminated.bool(), torch.zeros_like(v_next), v_next)
     return rewards + gamma * v_next
-
-
-@contextlib.contextmanager
-def _threads(n: int | None):
-    """Run with ``torch.set_num_threads(n)`` and restore the caller's count afterwards."""
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _mlp(n_in: int, net_arch, n_out: int, dtype, device) -> nn.Sequential:
-    layers, width = [], n_in
-    for h in net_arch:
-        layers += [nn.Linear(width, h, dtype=dtype, device=device), nn.ReLU()]
-        width = h
-    layers.append(nn.Linear(width, n_out, dtype=dtype, device=device))
-    return nn.Sequential(*layers)
 
 
 class SoftDQN(Algorithm):
@@ -263,8 +239,12 @@ class SoftDQN(Algorithm):
             self._one_hot = 0
             n_in = int(np.prod(obs_space.shape))
             obs_shape, obs_dtype = tuple(obs_space.shape), dtype
-        self.q_net = self._init_modules(lambda: _mlp(n_in, net_arch, A, dtype, self.device))
-        self.target_net = self._init_modules(lambda: _mlp(n_in, net_arch, A, dtype, self.device))
+        self.q_net = self._init_modules(
+            lambda: mlp(n_in, net_arch, A, dtype=dtype, device=self.device)
+        )
+        self.target_net = self._init_modules(
+            lambda: mlp(n_in, net_arch, A, dtype=dtype, device=self.device)
+        )
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
         fused = self.device.type in ("cpu", "cuda")
@@ -377,7 +357,7 @@ class SoftDQN(Algorithm):
 
     def learn(self, total_timesteps: int, *, progress: bool | None = None):
         """See :meth:`Algorithm.learn`; runs under ``num_threads`` torch threads if set."""
-        with _threads(self.num_threads):
+        with torch_threads(self.num_threads):
             return super().learn(total_timesteps, progress=progress)
 
     def _state(self) -> dict:
