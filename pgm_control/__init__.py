@@ -18,6 +18,7 @@ module. Every module imports its siblings by submodule, so the order below is fr
 """
 
 from . import envs, plotting
+from .awr import AWR  # learning from samples, neural (issue 10)
 from .backward import (
     DiscountedSoftValues,
     SoftValues,
@@ -46,6 +47,7 @@ from .models import continuous_control_model, control_model, enumerated_log_evid
 from .mppi import MPPI
 from .rollout import RolloutResult, rollout
 from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
+from .soft_dqn import SoftDQN  # learning from samples, neural (issue 10)
 from .svi import fit, gradient_variance
 
 # isort: split
@@ -125,4 +127,7 @@ __all__ = [
     "kl_regularised_policy_iteration",
     "KLPolicyIterationResult",
     "TabularEnv",
+    # learning from samples, neural (issue 10): soft DQN and AWR
+    "SoftDQN",
+    "AWR",
 ]
