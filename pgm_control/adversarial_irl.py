@@ -47,8 +47,8 @@ from .irl_samples import (
     mask_after_terminal,
     policy_samples,
     sample_based_result,
-    torch_threads,
 )
+from .networks import torch_threads
 from .reward_models import REWARD_INPUTS, RewardWrapper, TabularReward
 from .soft_q_learning import SoftQLearning
 from .validation import (

@@ -47,9 +47,9 @@ from .irl_samples import (
     mask_after_terminal,
     policy_samples,
     sample_based_result,
-    torch_threads,
     trajectory_log_prob,
 )
+from .networks import torch_threads
 from .reward_models import RewardWrapper
 from .soft_q_learning import SoftQLearning
 from .validation import (

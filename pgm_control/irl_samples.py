@@ -14,7 +14,6 @@ seen the env terminate in (:func:`mask_after_terminal`).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import gymnasium as gym
@@ -35,7 +34,6 @@ __all__ = [
     "trajectory_log_prob",
     "discrete_sizes",
     "env_copy",
-    "torch_threads",
     "sample_based_result",
 ]
 
@@ -181,21 +179,3 @@ def sample_based_result(
         reward_model=reward_model,
         extra=extra,
     )
-
-
-@contextlib.contextmanager
-def torch_threads(num_threads: int | None):
-    """Run the block with ``torch.set_num_threads(num_threads)`` (None: unchanged), then restore.
-
-    The sample-based IRL routines work on small tables, where torch's intra-op threads cost far
-    more than they give (10–20× slower with two threads on a busy two-core machine).
-    """
-    if num_threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(check_positive_int("num_threads", num_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
