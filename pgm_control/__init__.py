@@ -18,6 +18,7 @@ module. Every module imports its siblings by submodule, so the order below is fr
 """
 
 from . import envs, plotting
+from .awr import AWR  # learning from samples, neural (issue 10)
 from .backward import (
     DiscountedSoftValues,
     SoftValues,
@@ -53,6 +54,7 @@ from .models import continuous_control_model, control_model, enumerated_log_evid
 from .mppi import MPPI
 from .rollout import RolloutResult, rollout
 from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
+from .soft_dqn import SoftDQN  # learning from samples, neural (issue 10)
 from .svi import fit, gradient_variance
 
 # isort: off
@@ -61,7 +63,25 @@ from .demonstrations import Demonstrations, sample_demonstrations
 from .irl_result import IRLResult
 from .maxent_irl import maxent_irl
 
+# inverse RL from env.step: guided cost learning, adversarial IRL, learned reward models
+from .guided_cost_learning import guided_cost_learning, importance_log_partition
+from .adversarial_irl import adversarial_irl
+from .reward_models import LinearReward, RewardWrapper, TabularReward
+
 # isort: on
+# isort: split
+# learning from samples, part 1 (issue 10): soft Q-learning, the soft policy gradient, KL-PI
+from .kl_regularised_policy_iteration import (
+    KLPolicyIterationResult,
+    kl_regularised_policy_iteration,
+)
+from .soft_policy_gradient import (
+    SoftPolicyGradientResult,
+    occupancy_weighted_kl,
+    soft_policy_gradient,
+)
+from .soft_q_learning import SoftQLearning, reachable_states
+from .tabular_env import TabularEnv
 
 __version__ = "0.1.0"
 
@@ -131,4 +151,23 @@ __all__ = [
     "Demonstrations",
     "sample_demonstrations",
     "IRLResult",
+    # inverse RL from env.step: guided cost learning, adversarial IRL, learned reward models
+    "guided_cost_learning",
+    "importance_log_partition",
+    "adversarial_irl",
+    "TabularReward",
+    "LinearReward",
+    "RewardWrapper",
+    # learning from samples, part 1 (issue 10)
+    "SoftQLearning",
+    "reachable_states",
+    "soft_policy_gradient",
+    "SoftPolicyGradientResult",
+    "occupancy_weighted_kl",
+    "kl_regularised_policy_iteration",
+    "KLPolicyIterationResult",
+    "TabularEnv",
+    # learning from samples, neural (issue 10): soft DQN and AWR
+    "SoftDQN",
+    "AWR",
 ]

@@ -120,12 +120,15 @@ def _backward(
     observed_steps=None,
     log_policy=None,
     keep_q: bool = True,
+    log_prior=None,
 ):
     """Shared recursion for every backup. Returns scaled q/α (T,S,A) and v/α (T+1,S).
 
     Each step is one reduction over next states (``_REDUCTIONS[backup][0]``, :class:`_QStep`,
-    on dense or sparse dynamics) giving qₜ, then one over actions (``[1]``) giving vₜ. With
-    ``log_policy`` (T,S,A) the expected backup evaluates that policy instead of the
+    on dense or sparse dynamics) giving qₜ, then one over actions (``[1]``) giving vₜ.
+    ``log_prior`` replaces the MDP's log p(a|s): (S, A), or (T, S, A) for a prior that changes
+    with t (KL-regularised policy iteration's previous policy); None = ``mdp.log_action_prior``.
+    With ``log_policy`` (T,S,A) the expected backup evaluates that policy instead of the
     soft-optimal one: Vₜ(s)/α = Σₐ πₜ(a|s)·(Qₜ(s,a)/α + log p(a|s) − log πₜ(a|s)).
     With ``keep_q=False`` q is None and only the (T+1, S) values are stored, O(S·T + nnz)
     memory (Qₜ is recomputed from Vₜ₊₁ where needed, :class:`_QStep`).
@@ -134,19 +137,21 @@ def _backward(
     w = _step_weights(mdp, observed_steps)
     step = _QStep(mdp, alpha, backup, w, log_policy)
     over_actions = _REDUCTIONS[backup][1]
-    log_prior = mdp.log_action_prior
+    if log_prior is None:
+        log_prior = mdp.log_action_prior
     if over_actions == "support_max":  # 0 where the prior allows an action, −inf elsewhere
         log_prior = torch.where(torch.isinf(log_prior), log_prior, torch.zeros_like(log_prior))
     v_tp1 = torch.zeros(mdp.num_states, dtype=mdp.float_dtype, device=mdp.device)  # V_T = 0
     q_rev, v_rev = [], [v_tp1]  # built from t = T-1 down to 0
     for t in range(mdp.horizon - 1, -1, -1):
         q_t = step(t, v_tp1)
+        prior_t = log_prior[t] if log_prior.ndim == 3 else log_prior
         if log_policy is not None:
-            v_t = _policy_value(log_policy[t], log_prior, q_t)
+            v_t = _policy_value(log_policy[t], prior_t, q_t)
         elif over_actions == "logsumexp":
-            v_t = torch.logsumexp(log_prior + q_t, dim=-1)
+            v_t = torch.logsumexp(prior_t + q_t, dim=-1)
         else:  # "max" and "support_max" (log_prior is 0 / −inf for the latter)
-            v_t = (log_prior + q_t).amax(-1)
+            v_t = (prior_t + q_t).amax(-1)
         if keep_q:
             q_rev.append(q_t)
         v_rev.append(v_t)
@@ -216,6 +221,7 @@ def soft_value_iteration(
     temperature: float = 1.0,
     backup: str = "optimistic",
     observed_steps: Iterable[int] | None = None,
+    action_prior: torch.Tensor | None = None,
 ) -> SoftValues:
     """Finite-horizon value iteration for each type of planning inference (backward messages).
 
@@ -256,6 +262,9 @@ def soft_value_iteration(
             guide sharing the true dynamics converges to), "map", "marginal_map" or "planning".
         observed_steps: condition only on these O_t (e.g. ``[T-1]`` for goal reaching); the
             others are marginalised out. All by default.
+        action_prior: p(a|s) as (S, A), or pₜ(a|s) as (T, S, A) (a prior that changes with t,
+            e.g. the previous policy of :func:`pgm_control.kl_regularised_policy_iteration`),
+            used instead of ``mdp.action_prior``; None (default) = ``mdp.action_prior``.
 
     Returns:
         :class:`SoftValues` with q (T,S,A), v (T+1,S), policy (T,S,A), in reward units and the
@@ -269,15 +278,17 @@ def soft_value_iteration(
     alpha = _check_temperature(temperature)
     if backup not in _BACKUPS:
         raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
+    log_prior = mdp.log_action_prior
+    if action_prior is not None:
+        log_prior = _safe_log(_check_policy(mdp, action_prior, "action_prior"))
     scale = 1.0 if backup == "planning" else alpha  # planning's values do not depend on α
-    q_scaled, v_scaled = _backward(mdp, scale, backup, observed_steps)
+    q_scaled, v_scaled = _backward(mdp, scale, backup, observed_steps, log_prior=log_prior)
     if backup in _MAX_BACKUPS:
-        log_prior = mdp.log_action_prior
         if backup == "planning":
             log_prior = torch.where(torch.isinf(log_prior), log_prior, torch.zeros_like(log_prior))
         policy = _argmax_policy(log_prior + q_scaled, v_scaled[:-1])
         return SoftValues(scale * q_scaled, scale * v_scaled, policy, alpha, backup)
-    log_pi = mdp.log_action_prior + q_scaled - v_scaled[:-1, :, None]
+    log_pi = log_prior + q_scaled - v_scaled[:-1, :, None]
     return SoftValues(alpha * q_scaled, alpha * v_scaled, torch.exp(log_pi), alpha, backup)
 
 

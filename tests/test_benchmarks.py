@@ -117,3 +117,36 @@ def test_maxent_irl_benchmark_smoke_without_the_peer(tmp_path):
     for text in expected:
         assert text in proc.stdout, proc.stdout
     assert "overall: PASS" in proc.stdout
+
+
+# learning from samples (issue 10): soft Q-learning and the soft policy gradient
+LEARNING_CASES = {
+    "soft_q_learning.py": ("--smoke", ["CliffWalking-v1", "FrozenLake-v1", "overall:"]),
+    "soft_policy_gradient.py": ("--smoke", ["occupancy-weighted KL", "overall:"]),
+}
+
+
+@pytest.mark.parametrize("script", sorted(LEARNING_CASES))
+def test_learning_benchmark_runs_on_tiny_settings(script, tmp_path, monkeypatch):
+    monkeypatch.setitem(CASES, script, LEARNING_CASES[script])
+    test_benchmark_runs_on_tiny_settings(script, tmp_path)
+
+
+# soft DQN vs SB3's DQN and AWR on CartPole (issue 10): smoke settings, no verdict
+@pytest.mark.parametrize(
+    "script, expected",
+    [
+        ("soft_dqn_cartpole.py", ["seed 0 SB3 DQN", "seed 0 soft DQN", "mean soft DQN"]),
+        ("awr_cartpole.py", ["seed 0: steps to 475:"]),
+    ],
+)
+def test_cartpole_learners_run_on_smoke_settings(script, expected, tmp_path):
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{script} crashed:\n{proc.stderr[-3000:]}"
+    for text in [*expected, "smoke run: no verdict"]:
+        assert text in proc.stdout, f"{script}: {text!r} missing:\n{proc.stdout[-3000:]}"
+    assert "Traceback" not in proc.stderr

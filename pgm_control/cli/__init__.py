@@ -10,6 +10,7 @@
     pgm-control fit --env pendulum --guide gaussian_mlp --steps 300 --lr 0.01
     pgm-control plan --num-samples 20000 --plot weights.png        # IS vs the exact posterior
     pgm-control plan --env pendulum --plot swing_up.png             # MPPI in gymnasium
+    pgm-control irl --method gcl --env FrozenLake-v1 --horizon 20 --temperature 0.05
 
 ``--env`` takes a gymnasium toy-text id with options after a colon (``4x4``/``8x8`` → map_name,
 ``slippery``/``nonslippery`` → is_slippery, ``key=value`` → any other ``gymnasium.make``
@@ -36,7 +37,7 @@ import typing
 from collections.abc import Callable
 
 from .. import __version__
-from . import demo, exact, fit, plan
+from . import demo, exact, fit, irl, learn, plan
 from .common import UsageError
 from .problems import EnvSpec, add_problem_arguments, build_mdp, build_problem, parse_env
 
@@ -58,6 +59,8 @@ SUBCOMMANDS: dict[str, Callable[[typing.Any], argparse.ArgumentParser]] = {
     "exact": exact.register,
     "fit": fit.register,
     "plan": plan.register,
+    "irl": irl.register,
+    "learn": learn.register,
 }
 
 

@@ -1,0 +1,389 @@
+"""Soft DQN: soft Q-learning with a neural Q, a replay buffer and a target network.
+
+The lecture's soft-DQN box (notes 002, "Q-learning with soft optimality" / "Soft DQN"; Levine
+2018, §4.1; Haarnoja et al. 2017) is DQN with the hard max of the target replaced by the soft
+max — the backup that maximises the ELBO of a guide sharing the true dynamics::
+
+    act       a ~ π(a|s) ∝ p(a)·exp(Q_φ(s,a)/α)   (optionally ε-mixed with uniform)
+    store     (s, a, r, s', terminated) in the buffer B
+    sample    a minibatch from B uniformly
+    target    y = r + γ·(1 − terminated)·α·log Σₐ' p(a')·exp(Q_φ̄(s',a')/α)
+    regress   φ ← φ − η·∇_φ Σᵢ ℓ(Q_φ(sᵢ,aᵢ) − yᵢ)        (ℓ: Huber, as SB3's DQN, or squared)
+    copy      φ̄ ← φ every ``target_update_interval`` env steps
+
+As α → 0 the soft max becomes the hard max and this is DQN (Mnih et al. 2015). Its fixed point
+on a tabular env with one-hot observations is :func:`pgm_control.discounted_soft_value_iteration`
+(tested). ``terminated`` bootstraps with 0 (an absorbing state); a time-limit truncation
+bootstraps from s' (the episode was cut, the state was not absorbing).
+
+The update schedule follows Stable-Baselines3's DQN so that the two can be compared step for
+step: uniformly random actions for the first ``learning_starts`` steps, then ``gradient_steps``
+updates every ``train_freq`` env steps, a target copy every ``target_update_interval`` env steps,
+an ε schedule linear from ``exploration_initial_eps`` to ``exploration_final_eps`` over
+``exploration_steps`` (SB3's ``exploration_fraction`` × ``total_timesteps``). Because the target
+network only changes between env steps, all targets of one burst of gradient steps come from one
+batched forward pass of the target network.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from .algorithm import Algorithm
+from .networks import mlp, torch_threads
+from .replay_buffer import ReplayBuffer
+from .validation import (
+    check_discount,
+    check_positive_float,
+    check_positive_int,
+    check_probability,
+    check_temperature,
+)
+
+__all__ = ["SoftDQN", "soft_value", "soft_q_target", "LOSSES"]
+
+LOSSES = ("huber", "mse")
+
+
+def soft_value(q: torch.Tensor, *, temperature: float, log_action_prior=None) -> torch.Tensor:
+    """The soft max over actions: ``V(s) = α·log Σₐ p(a)·exp(Q(s,a)/α)``.
+
+    Args:
+        q: Q values (..., A).
+        temperature: α > 0.
+        log_action_prior: log p(a), broadcastable to ``q`` (None: uniform, log p = −log A).
+
+    Returns:
+        V (...,): the lecture's soft max (notes 002, "Q-learning with soft optimality"); it
+        includes the action prior, so V ≤ maxₐ Q and V → maxₐ Q as α → 0 only up to α·log p.
+    """
+    alpha = check_temperature(temperature)
+    if log_action_prior is None:
+        log_p = -torch.log(torch.tensor(float(q.shape[-1]), dtype=q.dtype, device=q.device))
+    else:
+        log_p = log_action_prior
+    return alpha * torch.logsumexp(log_p + q / alpha, dim=-1)
+
+
+def soft_q_target(
+    rewards: torch.Tensor,
+    next_q: torch.Tensor,
+    terminated: torch.Tensor,
+    *,
+    temperature: float,
+    discount: float,
+    log_action_prior=None,
+) -> torch.Tensor:
+    """The soft-DQN regression target (the lecture's soft-DQN box, notes 002).
+
+    ``y = r + γ·(1 − terminated)·α·log Σₐ' p(a')·exp(Q̄(s',a')/α)``
+
+    Args:
+        rewards: r (...,).
+        next_q: the target network's Q̄(s', ·), (..., A).
+        terminated: 1. where s' is absorbing (bootstrap with 0), 0. otherwise, (...,).
+        temperature: α > 0.
+        discount: γ in (0, 1].
+        log_action_prior: log p(a) broadcastable to ``next_q`` (None: uniform).
+
+    Returns:
+        y (...,).
+    """
+    gamma = check_discount(discount)
+    v_next = soft_value(next_q, temperature=temperature, log_action_prior=log_action_prior)
+    # where s' is absorbing V is not used at all (0·V would turn an infinite V into NaN)
+    v_next = torch.where(terminated.bool(), torch.zeros_like(v_next), v_next)
+    return rewards + gamma * v_next
+
+
+class SoftDQN(Algorithm):
+    """Soft DQN (see the module doc): a neural soft-Q function learned from ``env.step``.
+
+    Args:
+        env: a gymnasium env (or env id) with Discrete actions and Box or Discrete
+            observations (a Discrete observation is fed to the network one-hot).
+        temperature: α > 0 of p(O|s,a) ∝ exp(r/α); α → 0 gives DQN.
+        discount: γ in (0, 1].
+        learning_rate: Adam's step size.
+        buffer_size: transitions kept in the replay buffer.
+        learning_starts: uniformly random actions and no updates for this many env steps.
+        batch_size: transitions per gradient step.
+        train_freq: env steps between bursts of gradient steps.
+        gradient_steps: gradient steps per burst.
+        target_update_interval: env steps between copies φ̄ ← φ.
+        exploration_initial_eps, exploration_final_eps, exploration_steps: the behaviour policy
+            is (1 − ε)·π + ε·uniform, ε linear from initial to final over ``exploration_steps``
+            env steps, then final (0, 0, 0 — the default — is the pure Boltzmann policy).
+        net_arch: hidden widths of the ReLU MLP (``()``: a linear Q, a table for one-hot input).
+        loss: "huber" (smooth L1, as SB3's DQN) or "mse".
+        max_grad_norm: clip the gradient's norm (None: no clipping).
+        action_prior: p(a) (A,) probabilities (None: uniform), state-independent.
+        num_threads: torch threads during ``learn`` (restored afterwards; None: leave as is).
+            Small networks are often faster with 1.
+        dtype: float dtype of the networks and the buffer.
+        seed, device, progress, eval_every, eval_episodes: see :class:`Algorithm`.
+
+    Attributes:
+        q_net, target_net: Q_φ and Q_φ̄, ``nn.Sequential`` maps features (B, F) → (B, A).
+        buffer: the :class:`~pgm_control.replay_buffer.ReplayBuffer`.
+        num_updates: gradient steps taken.
+    """
+
+    def __init__(
+        self,
+        env,
+        temperature: float = 1.0,
+        *,
+        discount: float = 0.99,
+        learning_rate: float = 1e-3,
+        buffer_size: int = 100_000,
+        learning_starts: int = 1000,
+        batch_size: int = 64,
+        train_freq: int = 4,
+        gradient_steps: int = 1,
+        target_update_interval: int = 1000,
+        exploration_initial_eps: float = 0.0,
+        exploration_final_eps: float = 0.0,
+        exploration_steps: int = 0,
+        net_arch: tuple[int, ...] = (256, 256),
+        loss: str = "huber",
+        max_grad_norm: float | None = 10.0,
+        action_prior=None,
+        num_threads: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+        device="cpu",
+        progress: bool = True,
+        eval_every: int | None = None,
+        eval_episodes: int = 10,
+    ):
+        super().__init__(
+            env, seed=seed, device=device, progress=progress, eval_every=eval_every,
+            eval_episodes=eval_episodes,
+        )  # fmt: skip
+        if not isinstance(self.action_space, gym.spaces.Discrete):
+            raise ValueError(
+                f"`env` must have a Discrete action space for SoftDQN, got {self.action_space}; "
+                "for continuous actions use soft actor-critic (pgm_control's SAC)"
+            )
+        obs_space = self.observation_space
+        if not isinstance(obs_space, (gym.spaces.Box, gym.spaces.Discrete)):
+            raise ValueError(
+                f"`env` must have a Box or Discrete observation space, got {obs_space}"
+            )
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"`dtype` must be a floating torch dtype, got {dtype!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"`loss` must be one of {LOSSES}, got {loss!r}")
+        self.alpha = check_temperature(temperature)
+        self.gamma = check_discount(discount)
+        self.learning_rate = check_positive_float("learning_rate", learning_rate)
+        self.learning_starts = check_positive_int("learning_starts", learning_starts, minimum=0)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.train_freq = check_positive_int("train_freq", train_freq)
+        self.gradient_steps = check_positive_int("gradient_steps", gradient_steps)
+        self.target_update_interval = check_positive_int(
+            "target_update_interval", target_update_interval
+        )
+        self.eps_initial = check_probability("exploration_initial_eps", exploration_initial_eps)
+        self.eps_final = check_probability("exploration_final_eps", exploration_final_eps)
+        self.exploration_steps = check_positive_int(
+            "exploration_steps", exploration_steps, minimum=0
+        )
+        net_arch = tuple(check_positive_int("net_arch", h) for h in net_arch)
+        self.loss = loss
+        self.max_grad_norm = (
+            None if max_grad_norm is None else check_positive_float("max_grad_norm", max_grad_norm)
+        )
+        self.num_threads = (
+            None if num_threads is None else check_positive_int("num_threads", num_threads)
+        )
+        self.dtype = dtype
+        A = int(self.action_space.n)
+        self.num_actions = A
+        kw = {"dtype": dtype, "device": self.device}
+        if action_prior is None:
+            prior = torch.full((A,), 1.0 / A, **kw)
+        else:
+            prior = torch.as_tensor(action_prior, **kw)
+            if prior.shape != (A,) or not torch.isfinite(prior).all() or (prior < 0).any():
+                raise ValueError(
+                    f"`action_prior` must be {A} non-negative probabilities, got {action_prior!r}"
+                )
+            if abs(prior.sum().item() - 1.0) > 1e-5:
+                raise ValueError(f"`action_prior` must sum to 1, got {prior.sum().item():.6g}")
+        self.log_action_prior = torch.log(prior)  # −inf where p(a) = 0: never taken
+        self._log_prior_np = self.log_action_prior.cpu().numpy().astype(np.float64)
+        self.hyperparameters = {
+            "temperature": self.alpha, "discount": self.gamma,
+            "learning_rate": self.learning_rate, "buffer_size": buffer_size,
+            "learning_starts": self.learning_starts, "batch_size": self.batch_size,
+            "train_freq": self.train_freq, "gradient_steps": self.gradient_steps,
+            "target_update_interval": self.target_update_interval,
+            "exploration_initial_eps": self.eps_initial,
+            "exploration_final_eps": self.eps_final,
+            "exploration_steps": self.exploration_steps, "net_arch": net_arch,
+            "loss": loss, "max_grad_norm": self.max_grad_norm,
+            "action_prior": None if action_prior is None else prior.tolist(),
+            "num_threads": self.num_threads, "dtype": dtype, "progress": self.progress,
+            "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
+        }  # fmt: skip
+
+        if isinstance(obs_space, gym.spaces.Discrete):
+            self._one_hot = int(obs_space.n)
+            n_in, obs_shape, obs_dtype = self._one_hot, (), torch.int64
+        else:
+            self._one_hot = 0
+            n_in = int(np.prod(obs_space.shape))
+            obs_shape, obs_dtype = tuple(obs_space.shape), dtype
+        self.q_net = self._init_modules(
+            lambda: mlp(n_in, net_arch, A, dtype=dtype, device=self.device)
+        )
+        self.target_net = self._init_modules(
+            lambda: mlp(n_in, net_arch, A, dtype=dtype, device=self.device)
+        )
+        self.target_net.load_state_dict(self.q_net.state_dict())
+        self.target_net.requires_grad_(False)
+        fused = self.device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.Adam(
+            self.q_net.parameters(), lr=self.learning_rate, fused=fused
+        )
+        self.buffer = ReplayBuffer(
+            check_positive_int("buffer_size", buffer_size), obs_shape, (),
+            observation_dtype=obs_dtype, action_dtype=torch.int64, float_dtype=dtype,
+            device=self.device,
+        )  # fmt: skip
+        self.num_updates = 0
+        # one preallocated input row for acting: no allocation per env step
+        self._act_input = torch.zeros((1, n_in), **kw)
+
+    # ---------------------------------------------------------------- the pieces
+    def features(self, observations: torch.Tensor) -> torch.Tensor:
+        """Network input (B, F) from stored observations (one-hot for Discrete ones)."""
+        if self._one_hot:
+            return nn.functional.one_hot(observations.long(), self._one_hot).to(self.dtype)
+        return observations.reshape(observations.shape[0], -1).to(self.dtype)
+
+    def q_values(self, observations) -> torch.Tensor:
+        """Q_φ(s, ·) (B, A) for a batch of observations (array-like, (B, *obs) or (B,))."""
+        obs = torch.as_tensor(
+            np.asarray(observations), dtype=self.buffer.observations.dtype, device=self.device
+        )
+        if not self._one_hot and obs.ndim == len(self.observation_space.shape):
+            obs = obs[None]
+        return self.q_net(self.features(obs.reshape(-1, *self.buffer.observations.shape[1:])))
+
+    def policy(self, observations) -> torch.Tensor:
+        """The soft-greedy policy π(a|s) = p(a)·exp((Q(s,a) − V(s))/α), (B, A)."""
+        q = self.q_values(observations)
+        return torch.softmax(self.log_action_prior + q / self.alpha, dim=-1)
+
+    def exploration_rate(self) -> float:
+        """ε at the current step (SB3's linear schedule, in env steps)."""
+        if self.exploration_steps == 0 or self.num_timesteps >= self.exploration_steps:
+            return self.eps_final
+        frac = self.num_timesteps / self.exploration_steps
+        return self.eps_initial + frac * (self.eps_final - self.eps_initial)
+
+    def td_loss(self, observations, actions, targets) -> torch.Tensor:
+        """ℓ(Q_φ(s,a) − y) averaged over the batch (features, (B,) actions, (B,) targets)."""
+        q = self.q_net(observations).gather(1, actions[:, None]).squeeze(1)
+        if self.loss == "huber":
+            return nn.functional.smooth_l1_loss(q, targets)
+        return nn.functional.mse_loss(q, targets)
+
+    # ---------------------------------------------------------------- Algorithm hooks
+    def _q_row(self, observation) -> np.ndarray:
+        x = self._act_input
+        if self._one_hot:
+            x.zero_()
+            x[0, int(observation)] = 1.0
+        else:
+            x.copy_(torch.from_numpy(np.asarray(observation).reshape(1, -1)))
+        with torch.no_grad():
+            return self.q_net(x)[0].cpu().numpy().astype(np.float64)
+
+    def _act(self, observation, deterministic: bool):
+        logits = self._log_prior_np + self._q_row(observation) / self.alpha
+        if deterministic:
+            return int(np.argmax(logits))
+        # Gumbel-max: a sample of softmax(logits) from the run's own numpy stream
+        return int(np.argmax(logits + self.np_random.gumbel(size=logits.shape)))
+
+    def _behaviour_action(self) -> int:
+        rng = self.np_random
+        if self.num_timesteps < self.learning_starts or rng.random() < self.exploration_rate():
+            return int(rng.integers(self.num_actions))
+        return self._act(self.current_observation, False)
+
+    def _train_step(self) -> int:
+        # collect, store
+        obs, action, reward, next_obs, terminated, _ = self._env_step(self._behaviour_action())
+        self.buffer.add(obs, action, reward, next_obs, terminated)
+        t = self.num_timesteps
+        if t % self.target_update_interval == 0:
+            self.target_net.load_state_dict(self.q_net.state_dict())
+        if t > self.learning_starts and t % self.train_freq == 0:
+            self._train_burst()
+        return 1
+
+    def _train_burst(self) -> None:
+        """``gradient_steps`` updates; the target net is fixed for the burst, so one forward."""
+        G, B = self.gradient_steps, self.batch_size
+        batch = self.buffer.sample(G * B, self.torch_generator)
+        with torch.no_grad():
+            next_q = self.target_net(self.features(batch.next_observations))
+            y = soft_q_target(
+                batch.rewards, next_q, batch.terminated, temperature=self.alpha,
+                discount=self.gamma, log_action_prior=self.log_action_prior,
+            ).view(G, B)  # fmt: skip
+        x = self.features(batch.observations).view(G, B, -1)
+        a = batch.actions.view(G, B)
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        params = list(self.q_net.parameters())
+        for g in range(G):
+            loss = self.td_loss(x[g], a[g], y[g])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(params, self.max_grad_norm, foreach=True)
+            self.optimizer.step()
+            total += loss.detach()
+        self.num_updates += G
+        self.history.log("td_loss", self.num_timesteps, float(total) / G)
+
+    def learn(self, total_timesteps: int, *, progress: bool | None = None):
+        """See :meth:`Algorithm.learn`; runs under ``num_threads`` torch threads if set."""
+        with torch_threads(self.num_threads):
+            return super().learn(total_timesteps, progress=progress)
+
+    def _state(self) -> dict:
+        buf = self.buffer
+        return {
+            "q_net": self.q_net.state_dict(),
+            "target_net": self.target_net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "num_updates": self.num_updates,
+            "buffer": {
+                "observations": buf.observations[: buf.size].clone(),
+                "next_observations": buf.next_observations[: buf.size].clone(),
+                "actions": buf.actions[: buf.size].clone(),
+                "rewards": buf.rewards[: buf.size].clone(),
+                "terminated": buf.terminated[: buf.size].clone(),
+                "position": buf.position,
+            },
+        }
+
+    def _load_state(self, state: dict) -> None:
+        self.q_net.load_state_dict(state["q_net"])
+        self.target_net.load_state_dict(state["target_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.num_updates = int(state["num_updates"])
+        buf, saved = self.buffer, state["buffer"]
+        n = saved["rewards"].shape[0]
+        for name in ("observations", "next_observations", "actions", "rewards", "terminated"):
+            getattr(buf, name)[:n] = saved[name].to(self.device)
+        buf.size, buf.position = n, int(saved["position"])

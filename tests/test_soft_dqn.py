@@ -1,0 +1,176 @@
+"""Soft DQN held to exact answers: the target's closed form, and soft value iteration's Q."""
+
+import math
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from pgm_control.backward import discounted_soft_value_iteration
+from pgm_control.mdp import TabularMDP, random_mdp
+from pgm_control.soft_dqn import SoftDQN, soft_q_target, soft_value
+
+
+class TabularEnv(gym.Env):
+    """A TabularMDP as a gymnasium env: uniform start state, s' ~ P(·|s,a), r(s,a,s'), a time
+    limit of ``length`` steps (truncation, never termination: the discounted problem)."""
+
+    def __init__(self, mdp, length=5):
+        self.P = mdp.transition.double().numpy()
+        self.R = mdp.reward.double().numpy()
+        self.observation_space = gym.spaces.Discrete(mdp.num_states)
+        self.action_space = gym.spaces.Discrete(mdp.num_actions)
+        self.length = length
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.s = 0, int(self.np_random.integers(self.P.shape[0]))
+        return self.s, {}
+
+    def step(self, a):
+        s2 = int(self.np_random.choice(self.P.shape[0], p=self.P[self.s, a]))
+        r, self.s, self.t = float(self.R[self.s, a, s2]), s2, self.t + 1
+        return s2, r, False, self.t >= self.length, {}
+
+
+# a linear Q on one-hot observations is a table; each burst of 30 Adam steps regresses the
+# table onto fixed targets (an exact soft-VI sweep once converged), ε = 0.5 visits every (s,a)
+TABULAR = dict(
+    net_arch=(), loss="mse", learning_rate=0.1, batch_size=64, learning_starts=200,
+    train_freq=10, gradient_steps=30, target_update_interval=10, exploration_initial_eps=0.5,
+    exploration_final_eps=0.5, max_grad_norm=None, num_threads=1, progress=False,
+)  # fmt: skip
+
+
+def _learned_q(algo, n):
+    return algo.q_values(np.arange(n)).detach().double()
+
+
+def test_target_equals_closed_form_on_a_hand_made_batch():
+    r = torch.tensor([1.0, -0.5, 2.0, 0.0], dtype=torch.float64)
+    q = torch.tensor([[0.0, 1.0], [2.0, -1.0], [5.0, 5.0], [-3.0, 4.0]], dtype=torch.float64)
+    term = torch.tensor([0.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    alpha, gamma = 0.5, 0.9
+    y = soft_q_target(r, q, term, temperature=alpha, discount=gamma)
+    by_hand = [
+        1.0 + 0.9 * 0.5 * math.log(0.5 * math.exp(0.0) + 0.5 * math.exp(2.0)),
+        -0.5 + 0.9 * 0.5 * math.log(0.5 * math.exp(4.0) + 0.5 * math.exp(-2.0)),
+        2.0,  # terminated: no bootstrap
+        0.0 + 0.9 * 0.5 * math.log(0.5 * math.exp(-6.0) + 0.5 * math.exp(8.0)),
+    ]
+    assert torch.allclose(y, torch.tensor(by_hand, dtype=torch.float64), rtol=0, atol=1e-12)
+    # a non-uniform prior p = (0.2, 0.8) and float32
+    log_p = torch.log(torch.tensor([0.2, 0.8]))
+    y32 = soft_q_target(r.float(), q.float(), term.float(), temperature=1.0, discount=1.0,
+                        log_action_prior=log_p)  # fmt: skip
+    expect = 1.0 + math.log(0.2 * math.exp(0.0) + 0.8 * math.exp(1.0))
+    assert y32.dtype == torch.float32 and abs(y32[0].item() - expect) < 1e-6
+    # α → 0: the hard max of DQN, shifted by α·log p(argmax) (uniform: −α·log 2; a tie: 0)
+    v = soft_value(q, temperature=1e-4)
+    shift = torch.tensor([1.0, 1.0, 0.0, 1.0], dtype=torch.float64) * 1e-4 * math.log(2)
+    assert torch.allclose(v, q.max(-1).values - shift, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="discount"):
+        soft_q_target(r, q, term, temperature=1.0, discount=1.5)
+    with pytest.raises(ValueError, match="temperature"):
+        soft_value(q, temperature=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_converges_to_soft_value_iteration_on_a_deterministic_mdp(dtype):
+    # deterministic dynamics: the buffer's Bellman operator is the true one, so the only error
+    # is the optimisation's: ~110 target copies of a γ = 0.9 contraction, 0.9^110·max|Q| ≈ 5e-5
+    mdp = random_mdp(5, 3, seed=1, deterministic=True)
+    ref = discounted_soft_value_iteration(mdp, discount=0.9, temperature=1.0)
+    algo = SoftDQN(TabularEnv(mdp), 1.0, discount=0.9, dtype=dtype, seed=0, **TABULAR)
+    algo.learn(1000)
+    for group in algo.optimizer.param_groups:  # a smaller step to settle Adam's jitter
+        group["lr"] = 0.01
+    algo.learn(300)
+    q = _learned_q(algo, 5)
+    assert q.dtype == torch.float64 or dtype == torch.float32
+    assert (q - ref.q).abs().max().item() < 2e-4
+    pi = algo.policy(np.arange(5)).double()
+    assert torch.allclose(pi, ref.policy, atol=1e-3)
+    assert [algo.predict(s, deterministic=True)[0] for s in range(5)] == ref.q.argmax(-1).tolist()
+
+
+@pytest.mark.slow
+def test_stochastic_mdp_reaches_soft_vi_of_the_data_and_the_truth_within_the_sampling_bound():
+    gamma, alpha = 0.8, 0.5
+    mdp = random_mdp(4, 2, seed=3)
+    algo = SoftDQN(TabularEnv(mdp), alpha, discount=gamma, seed=1, **TABULAR)
+    algo.learn(1000)
+    # fitted soft Q iteration on the frozen buffer, with large batches and a decreasing step,
+    # against the exact soft VI of the empirical MDP the buffer defines (P̂ from the counts)
+    algo.batch_size, algo.gradient_steps = 1024, 60
+    for lr in (0.01, 0.001):
+        for group in algo.optimizer.param_groups:
+            group["lr"] = lr
+        for _ in range(12):
+            algo.target_net.load_state_dict(algo.q_net.state_dict())
+            algo._train_burst()
+    b = algo.buffer
+    counts = torch.zeros(4, 2, 4, dtype=torch.float64)
+    counts.index_put_(
+        (b.observations[: b.size], b.actions[: b.size], b.next_observations[: b.size]),
+        torch.ones(b.size, dtype=torch.float64), accumulate=True,
+    )  # fmt: skip
+    n_sa = counts.sum(-1)
+    assert n_sa.min() > 50  # every (s, a) seen
+    p_hat = counts / n_sa[..., None]
+    empirical = TabularMDP(p_hat, mdp.reward, mdp.initial, 1)
+    q_hat = discounted_soft_value_iteration(empirical, discount=gamma, temperature=alpha).q
+    q = _learned_q(algo, 4)
+    # the noise of 1024-sample batches at Adam's last step 1e-3: well below 0.01
+    assert (q - q_hat).abs().max().item() < 0.01
+    # simulation lemma: |Q̂ − Q| ≤ max_sa |Σ_s' (P̂ − P)(r + γV)| / (1 − γ), with the true V
+    ref = discounted_soft_value_iteration(mdp, discount=gamma, temperature=alpha)
+    target = mdp.reward + gamma * ref.v[None, None, :]
+    bound = ((p_hat - mdp.transition) * target).sum(-1).abs().max().item() / (1 - gamma)
+    assert (q - ref.q).abs().max().item() <= bound + 0.01
+
+
+def test_bad_input_names_the_argument():
+    with pytest.raises(ValueError, match="Discrete action space.*SAC"):
+        SoftDQN("Pendulum-v1")
+    with pytest.raises(ValueError, match="temperature"):
+        SoftDQN("CartPole-v1", 0.0)
+    with pytest.raises(ValueError, match="discount"):
+        SoftDQN("CartPole-v1", discount=0.0)
+    with pytest.raises(ValueError, match="loss"):
+        SoftDQN("CartPole-v1", loss="l1")
+    with pytest.raises(ValueError, match="action_prior"):
+        SoftDQN("CartPole-v1", action_prior=[0.5, 0.6])
+    with pytest.raises(ValueError, match="total_timesteps"):
+        SoftDQN("CartPole-v1", progress=False).learn(0)
+
+
+SMALL = dict(net_arch=(16,), learning_starts=50, train_freq=8, gradient_steps=4, batch_size=16,
+             target_update_interval=20, num_threads=1, progress=False)  # fmt: skip
+
+
+def test_seeded_reproducible_global_rng_untouched_and_save_load_continues(tmp_path):
+    torch.manual_seed(11)
+    np.random.seed(11)
+    before_t, before_np = torch.random.get_rng_state(), np.random.get_state()[1].copy()
+    a = SoftDQN("CartPole-v1", 0.1, seed=4, **SMALL)
+    b = SoftDQN("CartPole-v1", 0.1, seed=4, **SMALL)
+    a.learn(300)
+    b.learn(300)
+    assert all(torch.equal(x, y) for x, y in zip(a.q_net.parameters(), b.q_net.parameters()))
+    assert torch.equal(torch.random.get_rng_state(), before_t)
+    assert np.array_equal(np.random.get_state()[1], before_np)
+    assert a.num_updates == (300 - 56) // 8 * 4 + 4 and "td_loss" in a.history.losses
+    a.save(tmp_path / "dqn.pt")
+    c = SoftDQN.load(tmp_path / "dqn.pt")
+    assert c.hyperparameters == a.hyperparameters and len(c.buffer) == 300
+    assert all(torch.equal(x, y) for x, y in zip(a.q_net.parameters(), c.q_net.parameters()))
+    # same buffer, optimiser and streams: the same next burst of updates
+    a._train_burst(), c._train_burst()
+    assert all(torch.equal(x, y) for x, y in zip(a.q_net.parameters(), c.q_net.parameters()))
+    pickle.loads(pickle.dumps(c.history))
+    obs = np.zeros(4, dtype=np.float32)
+    action, state = c.predict(obs, deterministic=True)
+    assert state is None and action == int(c.q_values(obs).argmax())
