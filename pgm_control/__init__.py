@@ -48,6 +48,11 @@ from .rollout import RolloutResult, rollout
 from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
 from .svi import fit, gradient_variance
 
+# isort: split
+# soft actor-critic with a guide as actor, and the entropy-regularised LQR (issue 11)
+from .sac import SAC, TwinQ, observation_mdp
+from .soft_lqr import LinearQuadraticEnv, SoftLQRSolution, soft_lqr
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -102,4 +107,11 @@ __all__ = [
     "fit_gaussian_dynamics",
     # pictures
     "plotting",
+    # soft actor-critic with a guide as actor, and the entropy-regularised LQR (issue 11)
+    "SAC",
+    "TwinQ",
+    "observation_mdp",
+    "soft_lqr",
+    "SoftLQRSolution",
+    "LinearQuadraticEnv",
 ]

@@ -45,7 +45,6 @@ import torch
 from pyro.distributions import Normal, Uniform
 from torch import nn
 
-
 from .algorithm import Algorithm
 from .continuous import ContinuousMDP
 from .guides.continuous import GaussianMLPGuide, SquashedGaussianGuide
@@ -340,10 +339,11 @@ class SAC(Algorithm):
         else:
             actor = _check_actor(actor, obs_dim, self.action_space)
         self.actor = actor.to(self.device)
-        self.critic = self._init_modules(
-            lambda: TwinQ(obs_dim, self.action_dim, hidden=hidden, activation=activation)
-        ).to(self.device)
-        self.critic_target = TwinQ(obs_dim, self.action_dim, hidden=hidden, activation=activation)
+        def critic():
+            return TwinQ(obs_dim, self.action_dim, hidden=hidden, activation=activation)
+
+        self.critic = self._init_modules(critic).to(self.device)
+        self.critic_target = self._init_modules(critic)  # a copy: the same initial weights
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.to(self.device).requires_grad_(False)
         kw = {"dtype": dtype, "device": self.device}
@@ -474,6 +474,8 @@ class SAC(Algorithm):
             "updates": self._updates,
             "obs": self._obs,
             "episode": (self._episode_return, self._episode_length, self._resets),
+            # the env's own generator, so that later resets draw the same starts
+            "env_np_random": self.env.unwrapped.np_random.bit_generator.state,
         }
 
     def _load_state(self, state: dict) -> None:
@@ -490,6 +492,8 @@ class SAC(Algorithm):
         b.size, b.position = size, saved["position"]
         self._updates = state["updates"]
         self._episode_return, self._episode_length, self._resets = state["episode"]
+        if self._resets > 0:
+            self.env.unwrapped.np_random.bit_generator.state = state["env_np_random"]
         if state["obs"] is not None and self._resets > 0:
             # the env cannot be restored mid-episode: the next step starts a fresh episode
             self._obs = None

@@ -165,7 +165,9 @@ def soft_lqr(
     tol = 100 * torch.finfo(dtype).eps if tol is None else float(tol)
 
     P = torch.zeros(n, n, dtype=dtype, device=device)
+    iterations = 0
     for k in range(1, max_iterations + 1):
+        iterations = k
         H_aa = R + gamma * B.T @ P @ B
         H_as = gamma * B.T @ P @ A
         P_new = Q + gamma * A.T @ P @ A - H_as.T @ torch.linalg.solve(H_aa, H_as)
@@ -191,7 +193,7 @@ def soft_lqr(
     H = torch.cat([torch.cat([H_ss, H_as.T], 1), torch.cat([H_as, H_aa], 1)], 0)
     return SoftLQRSolution(
         P=P, c=c, gain=gain, covariance=covariance, H=H, q_constant=gamma * (c - trace_pw),
-        temperature=alpha, discount=gamma, iterations=k,
+        temperature=alpha, discount=gamma, iterations=iterations,
     )  # fmt: skip
 
 

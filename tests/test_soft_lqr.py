@@ -62,13 +62,13 @@ def test_2d_soft_bellman_equation_by_numerical_integration(B):
     m = B.shape[1]
     R = np.eye(m) * 0.5
     sol = soft_lqr(A2, B, np.eye(2), R, temperature=alpha, discount=gamma, noise_covariance=W)
-    grid = np.linspace(-6, 6, 601 if m == 1 else 241)
+    grid = np.linspace(-5, 5, 401 if m == 1 else 161)
     acts = np.stack(np.meshgrid(*[grid] * m, indexing="ij"), -1).reshape(-1, m)
     cell = (grid[1] - grid[0]) ** m
-    nodes, weights = np.polynomial.hermite_e.hermegauss(9)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(5)
     weights = weights / weights.sum()
     rng = np.random.default_rng(0)
-    for _ in range(4):
+    for _ in range(2):
         s, a = rng.uniform(-1.5, 1.5, 2), rng.uniform(-1, 1, m)
         ev = 0.0
         for i, wi in enumerate(nodes):
@@ -89,7 +89,7 @@ def test_2d_monte_carlo_soft_policy_evaluation_of_the_closed_form_policy():
     sol = soft_lqr(A2, B22, np.eye(2), np.eye(2) * 0.5, temperature=alpha, discount=gamma,
                    noise_covariance=W)  # fmt: skip
     gen = torch.Generator().manual_seed(0)
-    n, steps = 40_000, 200  # γ²⁰⁰ ≈ 7e-10
+    n, steps = 4000, 120  # γ¹²⁰ ≈ 3e-6
     A, B = torch.as_tensor(A2), torch.as_tensor(B22)
     chol_w = torch.as_tensor(np.sqrt(W))
     chol_pi = torch.linalg.cholesky(sol.covariance)
@@ -131,7 +131,7 @@ def test_alpha_to_zero_is_the_classical_discounted_riccati_solution():
     # hard Q of the classical LQR: −sᵀQs − aᵀRa − γ·s'ᵀPs'
     s_next = A2 @ s.numpy() + B2 @ a.numpy()
     hard_q = -(s @ torch.as_tensor(Q) @ s + 0.2 * a @ a).item() - gamma * s_next @ P @ s_next
-    assert tiny.q_value(s, a).item() == pytest.approx(hard_q, abs=1e-6)
+    assert tiny.q_value(s, a).item() == pytest.approx(hard_q, abs=1e-5)  # + α·O(log α)
 
 
 def test_float32_and_bad_input():

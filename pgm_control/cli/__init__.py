@@ -36,7 +36,7 @@ import typing
 from collections.abc import Callable
 
 from .. import __version__
-from . import demo, exact, fit, plan
+from . import demo, exact, fit, plan, sac
 from .common import UsageError
 from .problems import EnvSpec, add_problem_arguments, build_mdp, build_problem, parse_env
 
@@ -58,6 +58,7 @@ SUBCOMMANDS: dict[str, Callable[[typing.Any], argparse.ArgumentParser]] = {
     "exact": exact.register,
     "fit": fit.register,
     "plan": plan.register,
+    "sac": sac.register,
 }
 
 

@@ -9,6 +9,7 @@ Single panels, each drawn on the ``ax`` it is given (or on a new figure); they r
 * :func:`plot_weights` — a histogram of importance weights, with the effective sample size.
 * :func:`plot_pendulum` — pendulum angle against time.
 * :func:`plot_mountain_car` — the car's position against time, with the goal.
+* :func:`learning_curve` — a sample-based learner's curve beside the exact answer.
 
 Multi-panel figures (the ``pgm-control`` command's PNGs); they return the Figure:
 
@@ -32,6 +33,7 @@ steps), ``figures`` (multi-panel figures built from those).
 """
 
 from .figures import plot_backups, plot_control_episode, plot_fit, plot_importance_sampling
+from .learning import learning_curve  # learning from samples (issue 10)
 from .maps import action_labels, plot_marginals, plot_marginals_on_grid, plot_values
 from .traces import plot_elbo, plot_mountain_car, plot_pendulum, plot_weights
 
@@ -48,4 +50,6 @@ __all__ = [
     "plot_fit",
     "plot_control_episode",
     "action_labels",
+    # learning from samples (issue 10)
+    "learning_curve",
 ]
