@@ -339,6 +339,7 @@ class SAC(Algorithm):
         else:
             actor = _check_actor(actor, obs_dim, self.action_space)
         self.actor = actor.to(self.device)
+
         def critic():
             return TwinQ(obs_dim, self.action_dim, hidden=hidden, activation=activation)
 
