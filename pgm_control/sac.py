@@ -37,6 +37,7 @@ under ``torch.no_grad``; ``num_threads`` (default 1) while learning.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import gymnasium as gym
@@ -249,6 +250,10 @@ class SAC(Algorithm):
         actor_kwargs: more keyword arguments for the default ``gaussian_mlp``.
         log_interval: updates between logged (averaged) losses in ``history.losses``.
         num_threads: torch threads while learning (restored afterwards); None: leave as is.
+        num_envs: > 1 collects from that many copies of the env at once
+            (``gymnasium.vector.SyncVectorEnv``, same-step autoreset; the env must come from
+            ``gymnasium.make``): each vector step adds ``num_envs`` transitions and counts
+            ``num_envs`` env steps, and the update ratio per env step is kept.
         seed, device, progress, eval_every, eval_episodes: see
             :class:`~pgm_control.algorithm.Algorithm`.
 
@@ -280,6 +285,7 @@ class SAC(Algorithm):
         actor_kwargs: dict | None = None,
         log_interval: int = 100,
         num_threads: int | None = 1,
+        num_envs: int = 1,
         seed: int = 0,
         device="cpu",
         progress: bool = True,
@@ -326,7 +332,8 @@ class SAC(Algorithm):
             buffer_size=buffer_size, learning_starts=learning_starts, batch_size=batch_size,
             tau=tau, train_freq=train_freq, gradient_steps=gradient_steps, hidden=tuple(hidden),
             activation=activation, actor=actor, actor_kwargs=actor_kwargs,
-            log_interval=log_interval, num_threads=num_threads, progress=progress,
+            log_interval=log_interval, num_threads=num_threads, num_envs=num_envs,
+            progress=progress,
             eval_every=eval_every, eval_episodes=eval_episodes,
         )  # fmt: skip
 
@@ -363,6 +370,22 @@ class SAC(Algorithm):
         self._pending: list[torch.Tensor] = []  # per-update losses not yet logged
         self._action_low = np.asarray(self.action_space.low, dtype=self.action_space.dtype)
         self._action_high = np.asarray(self.action_space.high, dtype=self.action_space.dtype)
+        self.num_envs = check_positive_int("num_envs", num_envs)
+        self.vector_env = None
+        if self.num_envs > 1:
+            spec = self.env.spec
+            if spec is None:
+                raise ValueError(
+                    "`num_envs` > 1 copies the env through gymnasium.make: pass an env id or "
+                    "an env made by gymnasium.make"
+                )
+            make = functools.partial(gym.make, spec.id, **dict(spec.kwargs))
+            self.vector_env = gym.vector.SyncVectorEnv(
+                [make] * self.num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+            )
+            self._vector_obs = None
+            self._vector_returns = np.zeros(self.num_envs)
+            self._vector_lengths = np.zeros(self.num_envs, dtype=np.int64)
 
     # ---------------------------------------------------------------- reading the actor
     @property
@@ -401,6 +424,8 @@ class SAC(Algorithm):
             self._flush_losses()
 
     def _train_step(self) -> int:
+        if self.vector_env is not None:
+            return self._vector_train_step()
         # collect: uniform actions until learning starts, then a draw from the guide
         if self.num_timesteps < self.learning_starts:
             action = self.np_random.uniform(self._action_low, self._action_high)
@@ -414,6 +439,43 @@ class SAC(Algorithm):
             for _ in range(self.gradient_steps):
                 self._update(self.buffer.sample(self.batch_size, self.torch_generator))
         return 1
+
+    def _vector_train_step(self) -> int:
+        """One step of all ``num_envs`` envs; same-step autoreset keeps the true s'."""
+        n = self.num_envs
+        if self._vector_obs is None:
+            self._vector_obs, _ = self.vector_env.reset(seed=self.seed)
+        obs = self._vector_obs
+        if self.num_timesteps < self.learning_starts:
+            actions = self.np_random.uniform(
+                self._action_low, self._action_high, (n, self.action_dim)
+            )
+            actions = actions.astype(self.action_space.dtype)
+        else:
+            with torch.no_grad():
+                actions = self._act(obs, False)
+        next_obs, rewards, terminated, truncated, info = self.vector_env.step(actions)
+        done = terminated | truncated
+        true_next = np.array(next_obs, copy=True)
+        for i in np.flatnonzero(done):
+            true_next[i] = info["final_obs"][i]
+        before = self.num_timesteps
+        for i in range(n):
+            self.buffer.add(obs[i], actions[i], rewards[i], true_next[i], terminated[i])
+            self.num_timesteps += 1
+            self._vector_returns[i] += float(rewards[i])
+            self._vector_lengths[i] += 1
+            if done[i]:
+                self.history.episode_returns.append(float(self._vector_returns[i]))
+                self.history.episode_lengths.append(int(self._vector_lengths[i]))
+                self.history.episode_end_steps.append(self.num_timesteps)
+                self._vector_returns[i], self._vector_lengths[i] = 0.0, 0
+        self._vector_obs = next_obs
+        if self.num_timesteps >= self.learning_starts:
+            phases = self.num_timesteps // self.train_freq - before // self.train_freq
+            for _ in range(phases * self.gradient_steps):
+                self._update(self.buffer.sample(self.batch_size, self.torch_generator))
+        return n
 
     def _update(self, batch: Batch) -> None:
         """One gradient step on a batch: critic, actor and temperature losses, then Polyak."""
