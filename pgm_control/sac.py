@@ -379,7 +379,7 @@ class SAC(Algorithm):
                     "`num_envs` > 1 copies the env through gymnasium.make: pass an env id or "
                     "an env made by gymnasium.make"
                 )
-            make = functools.partial(gym.make, spec.id, **dict(spec.kwargs))
+            make = functools.partial(gym.make, spec)  # the spec keeps the time limit
             self.vector_env = gym.vector.SyncVectorEnv(
                 [make] * self.num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
             )

@@ -194,3 +194,19 @@ def test_sac_on_the_1d_lq_problem_matches_the_closed_form():
     assert gain == pytest.approx(exact.gain.item(), rel=0.05)
     assert variance == pytest.approx(exact.covariance.item(), rel=0.10)
     assert rel <= 0.05
+
+
+def test_vectorised_collection_keeps_the_true_successor():
+    env = gym.make("Pendulum-v1", max_episode_steps=5)
+    model = SAC(env, num_envs=3, seed=0, **{**SMALL, "learning_starts": 30})
+    model.learn(30)
+    assert model.num_timesteps == 30 and len(model.buffer) == 30
+    assert model.history.episode_lengths == [5] * 6 and model._updates > 0
+    b, n = model.buffer, 3
+    for t in range(9):
+        for i in range(n):
+            cur, nxt = t * n + i, (t + 1) * n + i
+            same = torch.equal(b.next_observations[cur], b.observations[nxt])
+            assert same == ((t + 1) % 5 != 0)  # s' is the next s except across a reset
+    with pytest.raises(ValueError, match="num_envs"):
+        SAC(LinearQuadraticEnv(), num_envs=2, **SMALL)
