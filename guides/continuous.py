@@ -139,6 +139,20 @@ class SquashedNormal(TorchDistribution):
         self._cache = (a, u)
         return a
 
+    def rsample_with_log_prob(self, sample_shape=(), *, generator=None):
+        """A reparameterised draw and its log-density in one pass, (a, log q(a)).
+
+        a = c + h·tanh(μ + σ·ε), ε ~ N(0, I) drawn from ``generator`` (a ``torch.Generator``
+        on the parameters' device; None: the global stream), so a seeded learner reproduces
+        without touching the global RNG. Soft actor-critic's actor step needs exactly this pair
+        (Haarnoja et al. 2018, eq. 11 and App. C).
+        """
+        shape = self._extended_shape(torch.Size(sample_shape))
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
+        u = self.loc + self.scale * eps
+        a = self.squash(u)
+        return a, squashed_normal_log_prob(u, self.loc, self.scale, self.half_width).sum(-1)
+
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)

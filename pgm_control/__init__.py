@@ -82,6 +82,10 @@ from .soft_policy_gradient import (
 )
 from .soft_q_learning import SoftQLearning, reachable_states
 from .tabular_env import TabularEnv
+# isort: split
+# soft actor-critic with a guide as actor, and the entropy-regularised LQR (issue 11)
+from .sac import SAC, TwinQ, observation_mdp
+from .soft_lqr import LinearQuadraticEnv, SoftLQRSolution, soft_lqr
 
 __version__ = "0.1.0"
 
@@ -170,4 +174,11 @@ __all__ = [
     # learning from samples, neural (issue 10): soft DQN and AWR
     "SoftDQN",
     "AWR",
+    # soft actor-critic with a guide as actor, and the entropy-regularised LQR (issue 11)
+    "SAC",
+    "TwinQ",
+    "observation_mdp",
+    "soft_lqr",
+    "SoftLQRSolution",
+    "LinearQuadraticEnv",
 ]

@@ -149,4 +149,14 @@ def test_cartpole_learners_run_on_smoke_settings(script, expected, tmp_path):
     assert proc.returncode == 0, f"{script} crashed:\n{proc.stderr[-3000:]}"
     for text in [*expected, "smoke run: no verdict"]:
         assert text in proc.stdout, f"{script}: {text!r} missing:\n{proc.stdout[-3000:]}"
+def test_sac_benchmark_smoke(tmp_path):
+    """benchmarks/sac.py --smoke: both libraries side by side on tiny settings (issue 11)."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sac.py"), "--smoke"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for text in ("ours  seed 0", "sb3   seed 0", "ratio", "return", "time"):
+        assert text in proc.stdout, proc.stdout[-3000:]
     assert "Traceback" not in proc.stderr

@@ -37,7 +37,7 @@ import typing
 from collections.abc import Callable
 
 from .. import __version__
-from . import demo, exact, fit, irl, learn, plan
+from . import demo, exact, fit, irl, learn, plan, sac
 from .common import UsageError
 from .problems import EnvSpec, add_problem_arguments, build_mdp, build_problem, parse_env
 
@@ -61,6 +61,7 @@ SUBCOMMANDS: dict[str, Callable[[typing.Any], argparse.ArgumentParser]] = {
     "plan": plan.register,
     "irl": irl.register,
     "learn": learn.register,
+    "sac": sac.register,
 }
 
 

@@ -1,0 +1,212 @@
+"""Soft actor-critic: its pieces against independent computations, its surface, and its
+fixed point on the entropy-regularised LQR (the closed form of pgm_control.soft_lqr)."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pgm_control.cli import main as cli_main
+from pgm_control.guides.continuous import GaussianMLPGuide, OpenLoopNormalGuide
+from pgm_control.sac import (
+    SAC,
+    TwinQ,
+    actor_loss,
+    critic_loss,
+    observation_mdp,
+    soft_bellman_target,
+    temperature_loss,
+)
+from pgm_control.soft_lqr import LinearQuadraticEnv, soft_lqr
+
+SMALL = dict(hidden=(16, 16), batch_size=32, learning_starts=50, buffer_size=500, progress=False)
+
+
+def _params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_twin_q_is_two_independent_mlps():
+    torch.manual_seed(0)
+    q = TwinQ(3, 2, hidden=(8, 5), activation=nn.Tanh, dtype=torch.float64)
+    s, a = torch.randn(7, 3, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64)
+    out = q(s, a)
+    assert out.shape == (2, 7)
+    for i in range(2):
+        x = torch.cat([s, a], -1)
+        for k, (w, b) in enumerate(zip(q.weights, q.biases)):
+            x = nn.functional.linear(x, w[i].T, b[i, 0])
+            x = torch.tanh(x) if k < 2 else x
+        torch.testing.assert_close(out[i], x[:, 0])
+    # the actor's view: the same values, no gradient to the critic
+    out_d = q(s, a.requires_grad_(), detach=True)
+    out_d.sum().backward()
+    assert all(p.grad is None for p in q.parameters()) and a.grad is not None
+
+
+def test_losses_on_a_fixed_batch():
+    r, term = torch.tensor([1.0, -2.0]), torch.tensor([0.0, 1.0])
+    next_q = torch.tensor([[3.0, 5.0], [4.0, 1.0]])
+    next_log_q = torch.tensor([-1.0, 0.5])
+    y = soft_bellman_target(r, term, next_q, next_log_q, temperature=0.5, discount=0.9)
+    torch.testing.assert_close(y, torch.tensor([1.0 + 0.9 * (3.0 + 0.5), -2.0]))
+    q = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    assert critic_loss(q, y).item() == pytest.approx(
+        0.5 * np.mean((np.array([1.0, 2.0]) - y.numpy()) ** 2) + 0.5 * np.mean(y.numpy() ** 2)
+    )
+    log_q = torch.tensor([0.3, -0.7])
+    assert actor_loss(q, log_q, 2.0).item() == pytest.approx(np.mean([0.6 - 0.0, -1.4 - 0.0]))
+    log_alpha = torch.tensor(0.2, requires_grad=True)
+    temperature_loss(log_alpha, log_q, target_entropy=-1.0).backward()
+    # d/dlogα of −logα·(log q + H̄) averaged: −mean(log q − 1)
+    assert log_alpha.grad.item() == pytest.approx(-np.mean([0.3 - 1.0, -0.7 - 1.0]))
+
+
+def test_rsample_with_log_prob_matches_the_atanh_route_and_the_generator():
+    spec = observation_mdp(
+        gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(np.array([-2.0, 0.0]), np.array([2.0, 1.0]))
+    )
+    guide = GaussianMLPGuide(spec, init_scale=0.5)
+    q = guide.policies()(0, torch.randn(64, 3))
+    a, log_q = q.rsample_with_log_prob(generator=torch.Generator().manual_seed(1))
+    a2, _ = q.rsample_with_log_prob(generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, a2) and a.shape == (64, 2) and log_q.shape == (64,)
+    assert (a > q.low).all() and (a < q.high).all()
+    fresh = a.detach().clone()  # not the cached draw: log_prob maps back through atanh
+    torch.testing.assert_close(log_q, q.log_prob(fresh), rtol=1e-4, atol=1e-4)
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(TypeError, match="SoftDQN"):
+        SAC("CartPole-v1", **SMALL)
+    with pytest.raises(ValueError, match="unbounded"):
+        SAC(LinearQuadraticEnv(action_bound=np.inf), **SMALL)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature"):
+            SAC("Pendulum-v1", temperature=bad, **SMALL)
+    with pytest.raises(ValueError, match="`buffer_size`=16 is smaller than `batch_size`=32"):
+        SAC("Pendulum-v1", **{**SMALL, "buffer_size": 16})
+    with pytest.raises(ValueError, match="discount"):
+        SAC("Pendulum-v1", discount=1.5, **SMALL)
+    with pytest.raises(TypeError, match="open-loop"):
+        spec = observation_mdp(gym.make("Pendulum-v1").observation_space,
+                               gym.make("Pendulum-v1").action_space)  # fmt: skip
+        SAC("Pendulum-v1", actor=OpenLoopNormalGuide(spec), **SMALL)
+    with pytest.raises(ValueError, match="total_timesteps"):
+        SAC("Pendulum-v1", **SMALL).learn(0)
+
+
+def test_seeded_runs_reproduce_and_leave_the_global_rng_alone():
+    torch.manual_seed(123)
+    state, np_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    runs = []
+    for _ in range(2):
+        model = SAC("Pendulum-v1", seed=7, **SMALL)
+        model.learn(150)
+        runs.append(model)
+    assert torch.equal(_params(runs[0].actor), _params(runs[1].actor))
+    assert torch.equal(_params(runs[0].critic), _params(runs[1].critic))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert np.array_equal(np.random.get_state()[1], np_state)
+    other = SAC("Pendulum-v1", seed=8, **SMALL)
+    other.learn(150)
+    assert not torch.equal(_params(other.actor), _params(runs[0].actor))
+    assert runs[0].history.losses["critic"] and runs[0].history.losses["temperature"]
+
+
+def test_predict_is_the_squashed_mean_and_the_actor_is_the_guide():
+    model = SAC("Pendulum-v1", seed=0, **SMALL)
+    model.learn(80)
+    assert isinstance(model.actor, GaussianMLPGuide) and model.actor.family == "gaussian_mlp"
+    obs = np.array([0.6, 0.8, -0.3], dtype=np.float32)
+    action, state = model.predict(obs, deterministic=True)
+    assert state is None and action.shape == (1,) and action.dtype == np.float32
+    out = model.actor.net(torch.as_tensor(obs))
+    assert action[0] == pytest.approx(2.0 * math.tanh(out[0].item()), rel=1e-5)
+    assert model.actor.act(torch.as_tensor(obs)).item() == pytest.approx(action[0], rel=1e-6)
+    draws = {float(model.predict(obs)[0][0]) for _ in range(5)}
+    assert len(draws) == 5  # stochastic by default, as SB3
+
+
+def test_save_load_continues_exactly(tmp_path):
+    model = SAC("Pendulum-v1", seed=3, temperature=0.2, **SMALL)
+    model.learn(120)
+    path = tmp_path / "sac.pt"
+    model.save(path)
+    loaded = SAC.load(path)
+    assert loaded.temperature == pytest.approx(0.2) and not loaded.auto_temperature
+    assert torch.equal(_params(loaded.actor), _params(model.actor))
+    assert len(loaded.buffer) == len(model.buffer) == 120
+    for m in (model, loaded):
+        m._obs = None  # both start a fresh episode (an env cannot be saved mid-episode)
+        m.learn(60)
+    assert torch.equal(_params(loaded.critic), _params(model.critic))
+
+
+def test_cli_sac_runs_and_plots(tmp_path, capsys):
+    png = tmp_path / "curve.png"
+    argv = ["sac", "--steps", "120", "--hidden", "16", "--eval-episodes", "1", "--plot",
+            str(png), "--no-progress", "--save", str(tmp_path / "m.pt")]  # fmt: skip
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "deterministic return over 1 episodes" in out and png.exists()
+    assert SAC.load(tmp_path / "m.pt").num_timesteps == 120
+    with pytest.raises(SystemExit):
+        cli_main(["sac", "--temperature", "-1", "--steps", "10"])
+
+
+@pytest.mark.slow
+def test_sac_on_the_1d_lq_problem_matches_the_closed_form():
+    """The actor's gain within 5%, its variance within 10%, the critic within 5% pointwise on
+    a grid of (s, a), against pgm_control.soft_lqr's soft Riccati solution. The actor's box is
+    ±3, wide enough that the tanh squashing is negligible where the policy puts its mass."""
+    a, alpha, gamma, w = 0.8, 0.5, 0.8, 0.2
+    exact = soft_lqr(a, 1.0, 1.0, 1.0, temperature=alpha, discount=gamma, noise_covariance=w)
+    env = LinearQuadraticEnv(a, 1.0, 1.0, 1.0, w, action_bound=3.0, initial_bound=2.0,
+                             max_episode_steps=10)  # fmt: skip
+    model = SAC(
+        env, temperature=alpha, discount=gamma, hidden=(64, 64), tau=0.02, batch_size=256,
+        learning_starts=256, actor_kwargs={"init_scale": 0.2}, seed=0, progress=False,
+    )  # fmt: skip
+    model.learn(4000)
+    for (
+        group
+    ) in model.optimizer.param_groups:  # anneal: shrink the SGD noise around the fixed point
+        group["lr"] = 1e-4
+    model.learn(1000)
+    s = torch.linspace(-1.5, 1.5, 31).reshape(-1, 1)
+    with torch.no_grad():
+        q = model.policy(s)
+        gain = ((q.median[:, 0] * s[:, 0]).sum() / (s[:, 0] ** 2).sum()).item()
+        draws, _ = q.rsample_with_log_prob((4000,), generator=torch.Generator().manual_seed(0))
+        variance = draws.var(0).mean().item()
+        ss, du = torch.meshgrid(torch.linspace(-1.5, 1.5, 13), torch.linspace(-1, 1, 9),
+                                indexing="ij")  # fmt: skip
+        uu = exact.gain.item() * ss + du  # actions around the optimal mean, ±3σ
+        q_sac = model.critic(ss.reshape(-1, 1), uu.reshape(-1, 1)).mean(0).double()
+    q_true = exact.q_value(ss.reshape(-1, 1).double(), uu.reshape(-1, 1).double())
+    rel = ((q_sac - q_true).abs() / q_true.abs()).max().item()
+    print(f"gain {gain:.4f} vs {exact.gain.item():.4f}; variance {variance:.4f} vs "
+          f"{exact.covariance.item():.4f}; critic max rel. error {rel:.3f}")  # fmt: skip
+    assert gain == pytest.approx(exact.gain.item(), rel=0.05)
+    assert variance == pytest.approx(exact.covariance.item(), rel=0.10)
+    assert rel <= 0.05
+
+
+def test_vectorised_collection_keeps_the_true_successor():
+    env = gym.make("Pendulum-v1", max_episode_steps=5)
+    model = SAC(env, num_envs=3, seed=0, **{**SMALL, "learning_starts": 30})
+    model.learn(30)
+    assert model.num_timesteps == 30 and len(model.buffer) == 30
+    assert model.history.episode_lengths == [5] * 6 and model._updates > 0
+    b, n = model.buffer, 3
+    for t in range(9):
+        for i in range(n):
+            cur, nxt = t * n + i, (t + 1) * n + i
+            same = torch.equal(b.next_observations[cur], b.observations[nxt])
+            assert same == ((t + 1) % 5 != 0)  # s' is the next s except across a reset
+    with pytest.raises(ValueError, match="num_envs"):
+        SAC(LinearQuadraticEnv(), num_envs=2, **SMALL)
