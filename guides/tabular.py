@@ -12,13 +12,13 @@ so ``s_0`` and ``s_{t+1}`` are drawn from the *true* p0 and P and their log-prob
 against the model's in the ELBO (the lecture's lines 3 → 4). Only the policy sites carry
 parameters:
 
-=========================  ==========================================================
-``"tabular"``              stationary logits θ[s, a]: q(a|s) ∝ p(a|s)·exp θ[s, a]
-``"tabular_time_varying"`` logits θ[t, s, a]: qₜ(a|s) ∝ p(a|s)·exp θ[t, s, a]
-``"neural"``               an MLP from (state features, one-hot time) to θ[t, s, ·]
-``"open_loop"``            qₜ(a) ∝ exp θ[t, a], the same for every state: a plan
-``"full_posterior"``       also learns q(s₀) and qₜ(s'|s,a); it contains p(τ|O) itself
-=========================  ==========================================================
+==========================  ==========================================================
+``"tabular"``               stationary logits θ[s, a]: q(a|s) ∝ p(a|s)·exp θ[s, a]
+``"tabular_time_varying"``  logits θ[t, s, a]: qₜ(a|s) ∝ p(a|s)·exp θ[t, s, a]
+``"neural"``                an MLP from (state features, one-hot time) to θ[t, s, ·]
+``"open_loop"``             qₜ(a) ∝ exp θ[t, a], the same for every state: a plan
+``"full_posterior"``        also learns q(s₀) and qₜ(s'|s,a); it contains p(τ|O) itself
+==========================  ==========================================================
 
 They are ordinary guides in the sense of :mod:`pgm_control.guides.contract`: ``fit`` reads
 their tables off their sites like any guide's. Conveniences on top: ``policy()`` (qₜ(a|s) as

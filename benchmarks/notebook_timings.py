@@ -1,0 +1,120 @@
+"""Wall-clock time of every notebook at full settings, PASS/FAIL against a budget (90 s).
+
+    python benchmarks/notebook_timings.py                    # notebooks/*.ipynb, full settings
+    python benchmarks/notebook_timings.py "notebooks/0[7-9]*.ipynb" notebooks/10_*.ipynb
+    python benchmarks/notebook_timings.py --smoke --output-dir docs/notebooks   # what CI runs
+
+Each notebook runs in a fresh kernel (nbclient) from the ``notebooks/`` folder, top to
+bottom; an error in any cell fails that notebook. ``--smoke`` sets ``CI=true``, so each
+notebook's ``parameters`` cell picks its tiny settings (how CI executes them);
+``--output-dir`` keeps the executed copies, with their outputs, for the documentation site
+(``docs/build.py``). The three slowest cells of each notebook are listed, to show where the
+time goes. Exit status 1 if a notebook fails or runs over ``--limit`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import os
+import pathlib
+import sys
+import time
+
+import nbclient
+import nbformat
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_GLOB = "notebooks/*.ipynb"
+
+
+def _cell_seconds(cell) -> float:
+    timing = cell.get("metadata", {}).get("execution", {})
+    start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+    if not (start and end):
+        return 0.0
+    parse = datetime.datetime.fromisoformat
+    return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
+
+
+def execute_notebook(path: pathlib.Path, *, smoke: bool, timeout: int, output_dir=None):
+    """Run ``path`` in a fresh python3 kernel; returns (seconds, error or None, slow cells).
+
+    The environment variable ``CI`` is set when ``smoke`` and removed otherwise, so the
+    notebook's ``parameters`` cell picks the settings asked for. The executed copy (outputs
+    included, errors too) is written to ``output_dir / path.name`` when given.
+    """
+    nb = nbformat.read(path, as_version=4)
+    env_before = {k: os.environ.get(k) for k in ("CI", "SMOKE_TEST", "MPLBACKEND")}
+    os.environ.pop("SMOKE_TEST", None)
+    if smoke:
+        os.environ["CI"] = "true"
+    else:
+        os.environ.pop("CI", None)
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    client = nbclient.NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", record_timing=True,
+        resources={"metadata": {"path": str(path.parent)}},
+    )  # fmt: skip
+    error = None
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as exc:
+        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+    except nbclient.exceptions.CellTimeoutError:
+        error = f"a cell ran over the {timeout} s timeout"
+    finally:
+        seconds = time.perf_counter() - start
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, output_dir / path.name)
+    cells = [(i, _cell_seconds(c)) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    slow = sorted(cells, key=lambda ic: -ic[1])[:3]
+    return seconds, error, slow
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("patterns", nargs="*", default=[DEFAULT_GLOB],
+                        help=f"notebook paths or globs (default: {DEFAULT_GLOB})")  # fmt: skip
+    parser.add_argument("--limit", type=float, default=90.0,
+                        help="seconds allowed per notebook (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--smoke", action="store_true",
+                        help="CI's tiny settings (CI=true) instead of the full ones")  # fmt: skip
+    parser.add_argument("--output-dir", type=pathlib.Path, default=None,
+                        help="write the executed notebooks (with outputs) here")  # fmt: skip
+    parser.add_argument("--timeout", type=int, default=600,
+                        help="seconds per cell before a notebook fails (default: %(default)s)")  # fmt: skip
+    args = parser.parse_args(argv)
+
+    paths = sorted({pathlib.Path(p) for pat in args.patterns for p in glob.glob(pat)})
+    if not paths:
+        print(f"error: no notebook matches {' '.join(args.patterns)}", file=sys.stderr)
+        return 1
+    settings = "smoke (CI=true)" if args.smoke else "full"
+    print(f"{len(paths)} notebooks, {settings} settings, limit {args.limit:g} s each")
+    failed = 0
+    for path in paths:
+        seconds, error, slow = execute_notebook(
+            path, smoke=args.smoke, timeout=args.timeout, output_dir=args.output_dir
+        )
+        ok = error is None and seconds < args.limit
+        failed += not ok
+        cells = ", ".join(f"cell {i}: {s:.1f} s" for i, s in slow if s > 0)
+        verdict = "PASS" if ok else "FAIL"
+        print(f"{verdict}  {path.name:40s} {seconds:7.1f} s  (slowest: {cells or 'n/a'})")
+        if error:
+            print(f"      error: {error}")
+    print(f"{len(paths) - failed}/{len(paths)} notebooks pass (< {args.limit:g} s, no error)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
