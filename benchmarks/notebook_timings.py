@@ -52,11 +52,15 @@ def execute_notebook(path: pathlib.Path, *, smoke: bool, timeout: int, output_di
         os.environ["CI"] = "true"
     else:
         os.environ.pop("CI", None)
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # figures become outputs (CI's MPLBACKEND=Agg would leave the rendered pages without them)
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     client = nbclient.NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", record_timing=True,
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=True,
         resources={"metadata": {"path": str(path.parent)}},
-    )  # fmt: skip
+    )
     error = None
     start = time.perf_counter()
     try:
@@ -82,16 +86,33 @@ def execute_notebook(path: pathlib.Path, *, smoke: bool, timeout: int, output_di
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("patterns", nargs="*", default=[DEFAULT_GLOB],
-                        help=f"notebook paths or globs (default: {DEFAULT_GLOB})")  # fmt: skip
-    parser.add_argument("--limit", type=float, default=90.0,
-                        help="seconds allowed per notebook (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--smoke", action="store_true",
-                        help="CI's tiny settings (CI=true) instead of the full ones")  # fmt: skip
-    parser.add_argument("--output-dir", type=pathlib.Path, default=None,
-                        help="write the executed notebooks (with outputs) here")  # fmt: skip
-    parser.add_argument("--timeout", type=int, default=600,
-                        help="seconds per cell before a notebook fails (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "patterns",
+        nargs="*",
+        default=[DEFAULT_GLOB],
+        help=f"notebook paths or globs (default: {DEFAULT_GLOB})",
+    )
+    parser.add_argument(
+        "--limit",
+        type=float,
+        default=90.0,
+        help="seconds allowed per notebook (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="CI's tiny settings (CI=true) instead of the full ones"
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=pathlib.Path,
+        default=None,
+        help="write the executed notebooks (with outputs) here",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=600,
+        help="seconds per cell before a notebook fails (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     paths = sorted({pathlib.Path(p) for pat in args.patterns for p in glob.glob(pat)})

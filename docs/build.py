@@ -32,18 +32,39 @@ def _run(*cmd) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="notebooks at full settings")
-    parser.add_argument("--skip-notebooks", action="store_true",
-                        help="reuse the executed notebooks in docs/notebooks/")  # fmt: skip
+    parser.add_argument(
+        "--skip-notebooks",
+        action="store_true",
+        help="reuse the executed notebooks in docs/notebooks/",
+    )
     args = parser.parse_args(argv)
     try:
         if not args.skip_notebooks:
             shutil.rmtree(EXECUTED, ignore_errors=True)
             smoke = [] if args.full else ["--smoke", "--limit", "300"]
-            _run(sys.executable, ROOT / "benchmarks" / "notebook_timings.py",
-                 "notebooks/*.ipynb", *smoke, "--output-dir", EXECUTED)  # fmt: skip
+            _run(
+                sys.executable,
+                ROOT / "benchmarks" / "notebook_timings.py",
+                "notebooks/*.ipynb",
+                *smoke,
+                "--output-dir",
+                EXECUTED,
+            )
         shutil.rmtree(DOCS / "api", ignore_errors=True)  # regenerated from the package
-        _run(sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-             "-d", DOCS / "_build" / "doctrees", DOCS, HTML)  # fmt: skip
+        _run(
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            "-d",
+            DOCS / "_build" / "doctrees",
+            DOCS,
+            HTML,
+        )
         _run(sys.executable, DOCS / "check_links.py", HTML)
     except subprocess.CalledProcessError as exc:
         print(f"docs build failed: {exc}", file=sys.stderr)

@@ -81,7 +81,8 @@ def check_site(root: str | pathlib.Path) -> list[str]:
             if target.is_dir():
                 target = target / "index.html"
             if not target.is_file():
-                problems.append(f"{where}: {target.relative_to(root) if target.is_relative_to(root) else target} does not exist")
+                shown = target.relative_to(root) if target.is_relative_to(root) else target
+                problems.append(f"{where}: {shown} does not exist")
                 continue
             if kind == "image" and target.stat().st_size == 0:
                 problems.append(f"{where}: the image file is empty")

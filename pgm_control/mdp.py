@@ -22,6 +22,7 @@ from gymnasium.envs.toy_text.cliffwalking import CliffWalkingEnv
 from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv
 from gymnasium.envs.toy_text.taxi import TaxiEnv
 
+from .gym_options import check_make_kwargs
 from .validation import check_positive_int, check_probability, check_temperature
 
 __all__ = ["TabularMDP", "random_mdp", "lottery_mdp", "chain_mdp"]
@@ -398,6 +399,7 @@ class TabularMDP:
                 (e.g. ``map_name="8x8"``, ``is_slippery=False``).
         """
         if isinstance(env_or_id, str):
+            check_make_kwargs(env_or_id, make_kwargs)  # one-line errors, not gymnasium's
             env = gym.make(env_or_id, **make_kwargs)
         elif make_kwargs:
             raise TypeError("`make_kwargs` are only accepted together with an env id string")
