@@ -19,6 +19,8 @@ import datetime
 import glob
 import os
 import pathlib
+import re
+import resource
 import sys
 import time
 
@@ -38,8 +40,18 @@ def _cell_seconds(cell) -> float:
     return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished (reaped) kernels
+    return usage.ru_utime + usage.ru_stime
+
+
 def execute_notebook(path: pathlib.Path, *, smoke: bool, timeout: int, output_dir=None):
-    """Run ``path`` in a fresh python3 kernel; returns (seconds, error or None, slow cells).
+    """Run ``path`` in a fresh python3 kernel.
+
+    Returns:
+        (wall seconds, kernel CPU seconds, error or None, the three slowest cells as
+        (index, seconds)). The CPU time (user + system of the kernel process) is the steadier
+        number on a shared machine, where the wall time grows with the load.
 
     The environment variable ``CI`` is set when ``smoke`` and removed otherwise, so the
     notebook's ``parameters`` cell picks the settings asked for. The executed copy (outputs
@@ -62,15 +74,18 @@ def execute_notebook(path: pathlib.Path, *, smoke: bool, timeout: int, output_di
         resources={"metadata": {"path": str(path.parent)}},
     )
     error = None
+    cpu = _children_cpu()
     start = time.perf_counter()
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as exc:
-        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # no terminal colours
+        error = text.splitlines()[-1] if text else repr(exc)
     except nbclient.exceptions.CellTimeoutError:
         error = f"a cell ran over the {timeout} s timeout"
     finally:
         seconds = time.perf_counter() - start
+        cpu = _children_cpu() - cpu
         for key, value in env_before.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -81,7 +96,7 @@ def execute_notebook(path: pathlib.Path, *, smoke: bool, timeout: int, output_di
         nbformat.write(nb, output_dir / path.name)
     cells = [(i, _cell_seconds(c)) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     slow = sorted(cells, key=lambda ic: -ic[1])[:3]
-    return seconds, error, slow
+    return seconds, cpu, error, slow
 
 
 def main(argv=None) -> int:
@@ -120,17 +135,24 @@ def main(argv=None) -> int:
         print(f"error: no notebook matches {' '.join(args.patterns)}", file=sys.stderr)
         return 1
     settings = "smoke (CI=true)" if args.smoke else "full"
-    print(f"{len(paths)} notebooks, {settings} settings, limit {args.limit:g} s each")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"{len(paths)} notebooks, {settings} settings, limit {args.limit:g} s each (wall); "
+        f"{os.cpu_count()} CPUs, load average {load:.1f} at the start"
+    )
     failed = 0
     for path in paths:
-        seconds, error, slow = execute_notebook(
+        seconds, cpu, error, slow = execute_notebook(
             path, smoke=args.smoke, timeout=args.timeout, output_dir=args.output_dir
         )
         ok = error is None and seconds < args.limit
         failed += not ok
         cells = ", ".join(f"cell {i}: {s:.1f} s" for i, s in slow if s > 0)
         verdict = "PASS" if ok else "FAIL"
-        print(f"{verdict}  {path.name:40s} {seconds:7.1f} s  (slowest: {cells or 'n/a'})")
+        print(
+            f"{verdict}  {path.name:36s} {seconds:6.1f} s wall  {cpu:6.1f} s CPU  "
+            f"(slowest: {cells or 'n/a'})"
+        )
         if error:
             print(f"      error: {error}")
     print(f"{len(paths) - failed}/{len(paths)} notebooks pass (< {args.limit:g} s, no error)")
