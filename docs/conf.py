@@ -67,7 +67,18 @@ def _escape_bars(line: str) -> str:
 
 
 def _process_docstring(app, what, name, obj, options, lines):
-    lines[:] = [_escape_bars(line) for line in lines]
+    out, literal_indent = [], None  # inside a literal block (after "::"): text as it is
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        if literal_indent is not None:
+            if not line.strip() or indent > literal_indent:
+                out.append(line)
+                continue
+            literal_indent = None
+        out.append(line if line.lstrip().startswith(">>>") else _escape_bars(line))
+        if line.rstrip().endswith("::"):
+            literal_indent = indent
+    lines[:] = out
 
 
 def _skip_member(app, what, name, obj, skip, options):

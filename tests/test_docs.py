@@ -110,3 +110,24 @@ def test_one_documented_build_command_is_what_ci_runs():
     assert 'nb_execution_mode = "off"' in (ROOT / "docs" / "conf.py").read_text()
     setup = (ROOT / "setup.cfg").read_text()
     assert "\ndocs =\n" in setup and "\nnotebooks =\n    jupyterlab" in setup
+
+
+def test_literal_blocks_and_doctests_keep_their_bars():
+    conf = _load("conf")
+    lines = [
+        "Recursion p(a|s)::",
+        "",
+        "    Q(s,a) = log Σ P(s'|s,a)",
+        "",
+        "after the block |x|",
+        ">>> abs(-1) | 0",
+    ]
+    conf._process_docstring(None, "function", "f", None, {}, lines)
+    assert lines == [
+        r"Recursion p(a\|s)::",
+        "",
+        "    Q(s,a) = log Σ P(s'|s,a)",
+        "",
+        r"after the block \|x\|",
+        ">>> abs(-1) | 0",
+    ]
