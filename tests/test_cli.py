@@ -415,3 +415,22 @@ def test_the_mppi_degeneracy_note_names_the_cause_and_the_advice():
     assert "alpha=0.001" in note and f"{spread:.3g} nats" in note
     assert "raise --temperature or --num-samples" in note and "low temperature" not in note
     assert cli.plan._degeneracy_note(ctl, np.array([100.0]), 256, 1e-3) == ""
+
+
+def test_every_public_temperature_defaults_to_one_or_is_required():
+    """One default everywhere (the lecture's α = 1): a public routine either defaults to it or
+    makes the caller choose (MPPI, importance sampling, whose good α depends on the returns)."""
+    checked = 0
+    for name in pc.__all__:
+        obj = getattr(pc, name)
+        if not callable(obj) or inspect.ismodule(obj):
+            continue
+        try:
+            params = inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            continue
+        if "temperature" in params:
+            default = params["temperature"].default
+            assert default is inspect.Parameter.empty or default == 1.0, (name, default)
+            checked += 1
+    assert checked >= 10
