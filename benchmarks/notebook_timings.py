@@ -22,6 +22,7 @@ import pathlib
 import re
 import resource
 import sys
+import tempfile
 import time
 
 import nbclient
@@ -58,7 +59,11 @@ def execute_notebook(path: pathlib.Path, *, smoke: bool, timeout: int, output_di
     included, errors too) is written to ``output_dir / path.name`` when given.
     """
     nb = nbformat.read(path, as_version=4)
-    env_before = {k: os.environ.get(k) for k in ("CI", "SMOKE_TEST", "MPLBACKEND")}
+    env_before = {
+        k: os.environ.get(k) for k in ("CI", "SMOKE_TEST", "MPLBACKEND", "XDG_RUNTIME_DIR")
+    }
+    if not os.environ.get("XDG_RUNTIME_DIR"):  # else SDL (gymnasium's rendering) prints an
+        os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp()  # error into the rendered page
     os.environ.pop("SMOKE_TEST", None)
     if smoke:
         os.environ["CI"] = "true"
