@@ -241,11 +241,7 @@ def plot_values(
         if arrows is not None:
             # arrows start a little off the cell centre (so a uniform policy reads as a star)
             # and are 0.35 · π(a|s) cells long, in data units: the same on every grid size
-            ax.set_xlabel(
-                f"arrow length ∝ π(a|s): 0.35 cell at probability 1 (< {_MIN_ARROW_PROB:g} "
-                "not drawn)",
-                fontsize=8,
-            )
+            ax.set_xlabel("arrow length ∝ π(a|s) (0.35 cell at π = 1)", fontsize=8)
             for s, rr, cc in zip(live, r, c):
                 for a in np.flatnonzero(pi[s] >= _MIN_ARROW_PROB):
                     (dx, dy), length = arrows[a], 0.35 * pi[s, a]
