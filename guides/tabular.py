@@ -12,13 +12,13 @@ so ``s_0`` and ``s_{t+1}`` are drawn from the *true* p0 and P and their log-prob
 against the model's in the ELBO (the lecture's lines 3 → 4). Only the policy sites carry
 parameters:
 
-=========================  ==========================================================
-``"tabular"``              stationary logits θ[s, a]: q(a|s) ∝ p(a|s)·exp θ[s, a]
-``"tabular_time_varying"`` logits θ[t, s, a]: qₜ(a|s) ∝ p(a|s)·exp θ[t, s, a]
-``"neural"``               an MLP from (state features, one-hot time) to θ[t, s, ·]
-``"open_loop"``            qₜ(a) ∝ exp θ[t, a], the same for every state: a plan
-``"full_posterior"``       also learns q(s₀) and qₜ(s'|s,a); it contains p(τ|O) itself
-=========================  ==========================================================
+==========================  ==========================================================
+``"tabular"``               stationary logits θ[s, a]: q(a|s) ∝ p(a|s)·exp θ[s, a]
+``"tabular_time_varying"``  logits θ[t, s, a]: qₜ(a|s) ∝ p(a|s)·exp θ[t, s, a]
+``"neural"``                an MLP from (state features, one-hot time) to θ[t, s, ·]
+``"open_loop"``             qₜ(a) ∝ exp θ[t, a], the same for every state: a plan
+``"full_posterior"``        also learns q(s₀) and qₜ(s'|s,a); it contains p(τ|O) itself
+==========================  ==========================================================
 
 They are ordinary guides in the sense of :mod:`pgm_control.guides.contract`: ``fit`` reads
 their tables off their sites like any guide's. Conveniences on top: ``policy()`` (qₜ(a|s) as
@@ -124,6 +124,7 @@ class TabularGuide(torch.nn.Module):
     family = "tabular-base"
     shares_dynamics = True  # s_0 and s_{t+1} come from the true p0 and P
     attains_optimum = False  # True where the family contains the policy that attains `optimum`
+    limit = None  # why a family cannot attain `optimum`, in a few words (FitResult's repr)
 
     def __init__(self, mdp: TabularMDP, *, name: str | None = None):
         super().__init__()
@@ -278,9 +279,19 @@ class TabularGuide(torch.nn.Module):
 
 
 class StationaryGuide(TabularGuide):
-    """``"tabular"``: one policy for every step, q(a|s) ∝ p(a|s)·exp θ[s, a], θ of shape (S, A)."""
+    """``"tabular"``: one policy for every step, q(a|s) ∝ p(a|s)·exp θ[s, a], θ of shape (S, A).
+
+    On a finite horizon its best ELBO falls short of :func:`pgm_control.optimal_elbo`: the
+    soft-optimal policy πₜ(a|s) depends on the steps left, T − t (near the end there is no time
+    to reach a reward), and one table for every t cannot follow it, so the gap to
+    ``optimal_elbo`` stays open whatever the optimiser (it measures what time-dependence is
+    worth; the family's own limit is what ``fit`` converges to). The discounted,
+    infinite-horizon problem has a stationary optimum:
+    :func:`pgm_control.discounted_soft_value_iteration`.
+    """
 
     family = "tabular"
+    limit = "one q(a|s) for every t, while the optimal policy depends on the steps left"
 
     def __init__(self, mdp: TabularMDP, *, name: str | None = None):
         super().__init__(mdp, name=name)
@@ -364,6 +375,7 @@ class OpenLoopGuide(TabularGuide):
     """
 
     family = "open_loop"
+    limit = "a plan q_t(a) cannot react to the state the dynamics lead to"
 
     def __init__(self, mdp: TabularMDP, *, name: str | None = None):
         super().__init__(mdp, name=name)

@@ -4,19 +4,19 @@ All four plug into ``pyro.infer.SVI(control_model, guide, optim, loss=...)`` and
 :func:`pgm_control.fit`. They estimate the same objective — the lecture's line 2,
 ``ELBO(q) = E_q[log p(τ, O) − log q(τ)]`` — with different bias/variance/cost:
 
-================  =====================================================================
-``"exact"``       any guide's analytic ELBO (its tables read off its sites, then a forward
-                  recursion over its own state distribution) as a differentiable loss:
-                  zero variance, a few ms/step
-``"enum"``        Pyro's ``TraceEnum_ELBO`` summing over every trajectory of the guide:
-                  exact too, by an independent route, for horizons T ≤ 31
-``"score"``       ``Trace_ELBO`` with vectorised particles: the score-function gradient
-                  ``E[∇log q(τ)·(log p(τ,O) − log q(τ))]``, i.e. REINFORCE with an
-                  entropy bonus on the whole-trajectory return
-``"rao_blackwell"`` the same gradient with each site's score multiplied only by the
-                  cost *to go* from that site, minus a leave-one-out baseline b(s) over
-                  the particles in the same state (the lecture's b(sₜ))
-================  =====================================================================
+===================  =====================================================================
+``"exact"``          any guide's analytic ELBO (its tables read off its sites, then a forward
+                     recursion over its own state distribution) as a differentiable loss:
+                     zero variance, a few ms/step
+``"enum"``           Pyro's ``TraceEnum_ELBO`` summing over every trajectory of the guide:
+                     exact too, by an independent route, for horizons T ≤ 31
+``"score"``          ``Trace_ELBO`` with vectorised particles: the score-function gradient
+                     ``E[∇log q(τ)·(log p(τ,O) − log q(τ))]``, i.e. REINFORCE with an
+                     entropy bonus on the whole-trajectory return
+``"rao_blackwell"``  the same gradient with each site's score multiplied only by the
+                     cost *to go* from that site, minus a leave-one-out baseline b(s) over
+                     the particles in the same state (the lecture's b(sₜ))
+===================  =====================================================================
 
 ``"rao_blackwell"`` is what ``TraceGraph_ELBO`` does with its dependency graph, written for a
 sequential program: in a Markov chain, a term computed before site k cannot depend on site k,

@@ -11,6 +11,9 @@ import torch
 
 __all__ = ["FitResult"]
 
+# estimators whose per-step value is the exact ELBO itself (not a Monte-Carlo estimate)
+_EXACT_ESTIMATORS = ("exact", "enum")
+
 
 @dataclasses.dataclass
 class FitResult:
@@ -30,7 +33,10 @@ class FitResult:
         optimum: the exact optimum the gap is measured against, else None.
         guide_name, estimator: what was fitted, and how.
         extra: anything else a routine wants to report; ``extra["interrupted"]`` is True when
-            Ctrl-C stopped the fit (possibly before any step, then ``elbo`` is empty).
+            Ctrl-C stopped the fit (possibly before any step, then ``elbo`` is empty);
+            ``extra["optimum_name"]`` names the yardstick ("optimal_elbo" or
+            "log_evidence") and ``extra["limit"]`` says why a family cannot reach it (None
+            when it can), e.g. the stationary ``"tabular"`` family on a finite horizon.
 
     A result pickles with its guide (``pickle``, ``torch.save``/``torch.load(...,
     weights_only=False)``); :meth:`save` and :meth:`load` do exactly that.
@@ -49,16 +55,28 @@ class FitResult:
     extra: dict = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:
+        """What was fitted and how well, at a glance: the exact ELBO and the gap where they
+        exist; a Monte-Carlo estimate only as a labelled estimate (it is noisy and can sit
+        above the bound); for a family that cannot reach its yardstick, the reason."""
         head = f"FitResult(guide={self.guide_name!r}, estimator={self.estimator!r}, "
         if not len(self.elbo):
             why = " (interrupted)" if self.extra.get("interrupted") else ""
             return head + f"no step completed{why}, seconds={self.seconds:.2f})"
-        gap = "" if self.gap is None else f", gap={self.gap:.3g}"
-        stop = ", interrupted" if self.extra.get("interrupted") else ""
-        return (
-            head + f"steps={len(self.elbo)}, elbo={self.elbo[-1]:.6g}{gap}, "
-            f"seconds={self.seconds:.2f}{stop})"
-        )
+        parts = [f"steps={len(self.elbo)}"]
+        if self.exact_elbo is not None:
+            parts.append(f"exact_elbo={self.exact_elbo:.6g}")
+        if self.gap is not None:
+            yardstick = self.extra.get("optimum_name", "optimum")
+            gap = f"gap={self.gap:.3g} to {yardstick}={self.optimum:.6g}"
+            if self.extra.get("limit"):
+                gap += f", which this family cannot reach ({self.extra['limit']})"
+            parts.append(gap)
+        if self.exact_elbo is None or self.estimator not in _EXACT_ESTIMATORS:
+            parts.append(f"last_estimate={self.elbo[-1]:.6g} (Monte Carlo, noisy)")
+        parts.append(f"seconds={self.seconds:.2f}")
+        if self.extra.get("interrupted"):
+            parts.append("interrupted")
+        return head + ", ".join(parts) + ")"
 
     def save(self, path: str | os.PathLike) -> None:
         """Write this result, guide included, to ``path`` (``torch.save`` of the object).

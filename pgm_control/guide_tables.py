@@ -35,12 +35,13 @@ __all__ = ["GuideTables", "read_guide_tables", "TableGuide"]
 class GuideTables(typing.NamedTuple):
     """The tables of a tabular guide, in log space, indexed as the model's.
 
-    log_policy: log qₜ(a|s), indexed [t, s, a], shape (T, S, A).
-    log_initial: log q(s₀), shape (S,); None when it is the true p0.
-    log_dynamics: log qₜ(s'|s,a), indexed [t, s, a, s'], shape (T, S, A, S); None when it is the
-        true P at every step.
-    learns_dynamics: the guide's q(s₀) or qₜ(s'|s,a) differ from p0, P or depend on its
-        parameters: its family can hold the posterior p(τ|O), whose ELBO reaches log p(O).
+    Attributes:
+        log_policy: log qₜ(a|s), indexed [t, s, a], shape (T, S, A).
+        log_initial: log q(s₀), shape (S,); None when it is the true p0.
+        log_dynamics: log qₜ(s'|s,a), indexed [t, s, a, s'], shape (T, S, A, S); None when it
+            is the true P at every step.
+        learns_dynamics: the guide's q(s₀) or qₜ(s'|s,a) differ from p0, P or depend on its
+            parameters: its family can hold the posterior p(τ|O), whose ELBO reaches log p(O).
     """
 
     log_policy: torch.Tensor

@@ -327,7 +327,7 @@ class MPPI:
                 )
             for _ in range(self.iterations):
                 warn = 0 if self._warned else 4
-                result = self._importance(s_0, prior, self._proposal(mean, sigma), warn)
+                result = self._weighted_plan(s_0, prior, self._proposal(mean, sigma), warn)
                 self._warned |= result.ess < _DEGENERATE_FRACTION * self.num_samples
                 # any proposal mean keeps the weights exact; one inside the box wastes fewer
                 mean = torch.minimum(torch.maximum(result.plan, low), high)
@@ -336,6 +336,26 @@ class MPPI:
         self.result = result
         self.ess_history.append(result.ess)
         return mean[0].clone()
+
+    def _weighted_plan(self, s_0, prior, proposal, warn):
+        """:meth:`_importance`, with the error of an underflowing temperature named as such.
+
+        The Gaussian proposal and prior have full support, so when every weight
+        exp(Σr/α + log prior/proposal) is 0 or the log-weights overflow, Σr/α left the dtype's
+        range: the temperature is too small for rewards of this scale.
+        """
+        try:
+            return self._importance(s_0, prior, proposal, warn)
+        except ValueError as exc:
+            if "every importance weight" not in str(exc):
+                raise
+            big = torch.finfo(s_0.dtype).max
+            raise ValueError(
+                f"MPPI's `temperature` = {self.temperature:g} is too small for this reward in "
+                f"{s_0.dtype}: the log-weights Σr/α of all {self.num_samples} plans left the "
+                f"range ±{big:.3g} (every weight is 0 or the logs overflow). Raise "
+                "`temperature` to the scale of the differences between plan returns (e.g. 1)."
+            ) from None
 
     def _importance(self, s_0, prior, proposal, warn):
         """One IS round: closed-form weights for deterministic dynamics, else the Pyro trace."""

@@ -507,6 +507,8 @@ def _result(run, model_kwargs, continuous, mdp) -> FitResult:
         extra["horizon"] = mdp.horizon
     else:
         extra["converged"] = run.converged
+        extra["optimum_name"] = "log_evidence" if run.learns_dynamics else "optimal_elbo"
+        extra["limit"] = getattr(run.guide, "limit", None)  # why a family stops short
     return FitResult(
         elbo=np.asarray(run.history, dtype=np.float64),
         guide=run.guide,

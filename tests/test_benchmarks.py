@@ -160,3 +160,31 @@ def test_sac_benchmark_smoke(tmp_path):
     for text in ("ours  seed 0", "sb3   seed 0", "ratio", "return", "time"):
         assert text in proc.stdout, proc.stdout[-3000:]
     assert "Traceback" not in proc.stderr
+def test_notebook_timings_pass_fail_and_the_executed_copies(tmp_path):
+    """benchmarks/notebook_timings.py on two hand-made notebooks: one runs (and sees CI=true
+    under --smoke), one raises; the verdicts, the exit status and the executed copies."""
+    nbformat = pytest.importorskip("nbformat")
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for name, code in (
+        ("a_ok.ipynb", "import os\nprint('smoke' if os.environ.get('CI') else 'full')"),
+        ("b_bad.ipynb", "raise ValueError('boom')"),
+    ):
+        nb = nbformat.v4.new_notebook(metadata={"kernelspec": kernelspec})
+        nb.cells = [nbformat.v4.new_code_cell(code)]
+        nbformat.write(nb, tmp_path / name)
+    out_dir = tmp_path / "executed"
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    env.pop("CI", None)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "notebook_timings.py"),
+         str(tmp_path / "*.ipynb"), "--smoke", "--output-dir", str(out_dir)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr[-2000:]
+    line = next(x for x in out.splitlines() if "a_ok.ipynb" in x)
+    assert line.startswith("PASS") and "s wall" in line and "s CPU" in line, out
+    assert "FAIL  b_bad.ipynb" in out and "error: ValueError: boom" in out, out
+    assert "1/2 notebooks pass" in out
+    executed = nbformat.read(out_dir / "a_ok.ipynb", as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "smoke\n"  # --smoke set CI for the kernel

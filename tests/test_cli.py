@@ -1,5 +1,6 @@
 """The ``pgm-control`` command: its numbers are the library's, bad input exits with status 2."""
 
+import inspect
 import math
 import re
 import warnings
@@ -33,7 +34,7 @@ def _goal_probability(mdp, policy):
 
 def test_demo_prints_the_library_numbers(tmp_path, capsys):
     png = tmp_path / "demo.png"
-    assert cli.main(["demo", "--plot", str(png)]) == 0
+    assert cli.main(["demo", "--temperature", "0.1", "--plot", str(png)]) == 0  # the README's
     out = capsys.readouterr().out
     assert png.exists() and png.stat().st_size > 0
 
@@ -113,7 +114,7 @@ def test_help_lists_the_subcommands(capsys):
         ("NoSuchEnv-v0", "unknown environment"),
         ("FrozenLake-v1:bogus", "unknown option"),
         ("CartPole-v1", "Discrete"),
-        ("chain:no_such_keyword=1", "cannot build"),
+        ("chain:no_such_keyword=1", "'chain' has no option 'no_such_keyword'; its options are"),
     ],
 )
 def test_bad_env_exits_with_status_2(env, message, capsys):
@@ -325,7 +326,7 @@ def test_plan_importance_sampling_on_the_pendulum(capsys):
         (["--steps", "3"], "--steps applies to continuous envs"),
         (["--env", "pendulum", "--method", "is", "--rho", "0.5"], "applies to --method mppi"),
         (["--method", "bogus"], "invalid choice: 'bogus'"),
-        (["--env", "pendulum:no_such_option=1"], "cannot build environment"),
+        (["--env", "pendulum:no_such_option=1"], "has no option 'no_such_option'; its options"),
     ],
 )
 def test_plan_bad_input_exits_with_status_2(argv, message, capsys):
@@ -340,3 +341,96 @@ def test_continuous_envs_are_refused_by_exact_inference(capsys):
         cli.main(["exact", "--env", "Pendulum-v1"])
     assert exc.value.code == 2
     assert "'pendulum' is a continuous-control env" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- issue 14: edges
+def test_the_temperature_defaults_to_one_as_in_the_api(capsys):
+    api_default = inspect.signature(pc.soft_value_iteration).parameters["temperature"].default
+    assert api_default == 1.0 == cli.problems.DEFAULT_TEMPERATURE
+    assert cli.main(["exact", "--env", "chain", "-T", "4", "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "alpha=1)" in out.splitlines()[0]
+    mdp = pc.chain_mdp(horizon=4)
+    log_z = pc.log_evidence(mdp).item()  # the API at its default temperature
+    assert f"log p(O) = {log_z:.6g}" in out
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ("FrozenLake-v1:9x9", "FrozenLake-v1 has no map '9x9'; the named maps are: 4x4, 8x8"),
+        ("FrozenLake-v1:map_name=9x9", "FrozenLake-v1 has no map '9x9'"),
+        ("FrozenLake-v1:is_slippery=maybe", "option 'is_slippery' must be True or False"),
+        ("FrozenLake-v1:colour=1", "FrozenLake-v1 has no option 'colour'; its options are: "),
+        ("chain:slip=nan", "`slip` must lie in [0, 1), got nan"),
+        ("chain:slp=0.1", "'chain' has no option 'slp'; its options are: num_states, slip"),
+    ],
+)
+def test_env_option_errors_are_one_line_after_the_usage(env, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["exact", "--env", env, "--no-plot"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: pgm-control exact") and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("pgm-control exact: error: ") and message in last, err
+
+
+def test_env_flags_parse_true_and_false_words():
+    spec = cli.parse_env("FrozenLake-v1:is_slippery=false")
+    assert spec.options == {"is_slippery": False}
+    mdp = cli.build_mdp(spec, horizon=3)
+    assert mdp.transition.max() == 1.0  # non-slippery: deterministic moves
+
+
+@pytest.mark.parametrize(
+    "argv, closest",
+    [
+        (["exact", "--temprature", "1"], "--temperature"),
+        (["plan", "--env", "chain", "--num-smples", "5"], "--num-samples"),
+        (["fit", "--env", "chain", "--estimater", "exact"], "--estimator"),
+    ],
+)
+def test_a_misspelt_option_gets_the_subcommand_usage_and_the_closest_option(argv, closest, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--no-plot"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: pgm-control {argv[0]} "), err  # not the top-level usage
+    assert f"unrecognized arguments: {argv[-2]} {argv[-1]}" in err
+    assert f"(did you mean {closest}?)" in err
+
+
+def test_the_mppi_degeneracy_note_names_the_cause_and_the_advice():
+    ctl = MPPI(envs.pendulum(), horizon=5, num_samples=256, temperature=1e-3,
+               noise_scale=1.0, seed=0)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WeightDegeneracyWarning)
+        ctl.act(torch.tensor([math.pi, 0.0], dtype=torch.float64))
+    ess = np.asarray(ctl.ess_history)
+    assert ess[0] < 0.01 * 256  # degenerate: the note is due
+    note = cli.plan._degeneracy_note(ctl, ess, 256, 1e-3)
+    log_w = ctl.result.log_weights.double()
+    spread = float(log_w.max() - log_w.median())  # recomputed from the weights themselves
+    assert "alpha=0.001" in note and f"{spread:.3g} nats" in note
+    assert "raise --temperature or --num-samples" in note and "low temperature" not in note
+    assert cli.plan._degeneracy_note(ctl, np.array([100.0]), 256, 1e-3) == ""
+
+
+def test_every_public_temperature_defaults_to_one_or_is_required():
+    """One default everywhere (the lecture's α = 1): a public routine either defaults to it or
+    makes the caller choose (MPPI, importance sampling, whose good α depends on the returns)."""
+    checked = 0
+    for name in pc.__all__:
+        obj = getattr(pc, name)
+        if not callable(obj) or inspect.ismodule(obj):
+            continue
+        try:
+            params = inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            continue
+        if "temperature" in params:
+            default = params["temperature"].default
+            assert default is inspect.Parameter.empty or default == 1.0, (name, default)
+            checked += 1
+    assert checked >= 10

@@ -177,3 +177,55 @@ def test_gradient_variance_keeps_the_callers_generators():
     gradient_variance(mdp, guide, "score", num_particles=20, repeats=2)
     assert torch.equal(before, torch.get_rng_state())
     assert len(pyro.get_param_store()) == 0
+
+
+# --------------------------------------------------------------------------- the repr (issue 14)
+def test_repr_prints_the_exact_elbo_and_gap_not_an_estimate():
+    mdp = pc.random_mdp(5, 3, 4, seed=0)
+    res = fit(mdp, "tabular_time_varying", temperature=0.5, progress=False)
+    text = repr(res)
+    exact = pc.exact_elbo(res.guide, mdp, temperature=0.5).item()  # recomputed from the guide
+    best = pc.optimal_elbo(mdp, temperature=0.5).item()
+    assert f"exact_elbo={exact:.6g}" in text and f"optimal_elbo={best:.6g}" in text
+    assert f"gap={best - exact:.3g}" in text
+    assert "estimate" not in text and "cannot reach" not in text
+
+
+def test_repr_labels_a_monte_carlo_value_as_an_estimate():
+    mdp = pc.random_mdp(5, 3, 4, seed=0)
+    res = fit(mdp, "tabular_time_varying", estimator="score", steps=3, num_particles=50,
+              temperature=0.5, progress=False)  # fmt: skip
+    text = repr(res)
+    assert f"last_estimate={res.elbo[-1]:.6g} (Monte Carlo, noisy)" in text
+    exact = pc.exact_elbo(res.guide, mdp, temperature=0.5).item()
+    assert f"exact_elbo={exact:.6g}" in text
+
+
+def test_repr_of_a_continuous_fit_has_only_the_labelled_estimate():
+    res = fit_continuous(_cmdp(), steps=2, num_particles=4, progress=False)
+    text = repr(res)
+    assert "last_estimate=" in text and "(Monte Carlo, noisy)" in text
+    assert "exact_elbo" not in text and "gap" not in text
+
+
+def test_full_posterior_is_measured_against_log_evidence():
+    mdp = pc.random_mdp(4, 2, 3, seed=1)
+    res = fit(mdp, "full_posterior", progress=False)
+    assert res.extra["optimum_name"] == "log_evidence"
+    assert f"log_evidence={pc.log_evidence(mdp).item():.6g}" in repr(res)
+
+
+def test_the_stationary_family_names_its_own_limit():
+    """One q(a|s) for every t cannot hold a policy that depends on the steps left: with T > 1
+    the gap stays open at convergence; with T = 1 (nothing to depend on) it closes."""
+    mdp = pc.random_mdp(6, 3, 8, seed=0)
+    soft = pc.soft_value_iteration(mdp, backup="expected")
+    assert (soft.policy[0] - soft.policy[-1]).abs().max() > 1e-2  # π*ₜ changes with t
+    res = fit(mdp, "tabular", progress=False)
+    assert res.extra["converged"] and res.gap > 1e-4
+    assert res.extra["limit"] == GUIDES["tabular"].limit
+    assert "which this family cannot reach (one q(a|s) for every t" in repr(res)
+    one_step = fit(mdp.replace(horizon=1), "tabular", progress=False)
+    assert one_step.gap < 1e-9  # T = 1: the stationary family holds the optimum
+    assert fit(mdp, "tabular_time_varying", progress=False).extra["limit"] is None
+    assert "cannot react to the state" in repr(fit(mdp, "open_loop", progress=False))

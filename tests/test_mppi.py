@@ -379,3 +379,13 @@ def test_float32_twin_plans_with_float32_weights_that_match_float64_arithmetic(t
         tol = 50 * H * eps * exact.abs().max()
         assert (r.log_weights.double() - exact).abs().max() < tol
         s = mdp.step(s, a)[0]
+
+
+def test_an_underflowing_temperature_is_named_as_the_cause():
+    ctl = MPPI(pendulum(), horizon=5, num_samples=16, temperature=1e-300,
+                  noise_scale=1.0, seed=0)  # fmt: skip
+    with pytest.raises(ValueError) as exc:
+        ctl.act(torch.tensor([math.pi, 0.0], dtype=torch.float32))  # Σr/α overflows float32
+    message = str(exc.value)
+    assert "`temperature` = 1e-300 is too small" in message and "torch.float32" in message
+    assert "proposal put no mass" not in message

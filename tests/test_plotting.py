@@ -279,3 +279,33 @@ def test_plot_control_episode_and_mountain_car():
         plotting.plot_mountain_car(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="`states`"):
         plotting.plot_mountain_car(np.array([0.0, np.inf]))
+
+
+def test_plot_values_states_the_arrow_scale_and_takes_any_per_state_quantity(lake):
+    soft = pc.soft_value_iteration(lake, temperature=0.3)
+    ax = plotting.plot_values(lake, soft.v[0], soft.policy[0])
+    assert "arrow length ∝ π(a|s)" in ax.get_xlabel()
+    assert ax.figure.axes[-1].get_ylabel() == "V(s)"  # the colour bar
+    visits = pc.policy_state_distribution(lake, soft.policy)[:-1].sum(0)
+    fig, axes = plt.subplots(1, 2)
+    for a in axes:
+        plotting.plot_values(lake, visits, soft.policy[0], ax=a, vmin=0.0, vmax=2.0,
+                             colorbar=False, label="visits")  # fmt: skip
+    assert len(fig.axes) == 2  # no colour bars drawn
+    assert axes[0].images[0].get_clim() == (0.0, 2.0)
+    ax = plotting.plot_values(lake, visits, label="expected visits")
+    assert ax.figure.axes[-1].get_ylabel() == "expected visits"
+    assert plotting.plot_values(lake, visits).get_xlabel() == ""  # no arrows, no scale
+
+
+@pytest.mark.parametrize("n, shape", [(2, (1, 2)), (7, (1, 7)), (8, (1, 8)), (9, (2, 5)),
+                                      (13, (3, 5))])  # fmt: skip
+def test_marginal_panels_leave_no_panel_alone_on_a_row(lake, n, shape):
+    m = torch.full((16, 16), 1 / 16, dtype=torch.float64)
+    fig = plotting.plot_marginals_on_grid(lake, m, times=list(range(n)))
+    panels = [a for a in fig.axes if a.get_title().startswith("t = ")]
+    assert len(panels) == n
+    rows = sorted({round(a.get_position().y0, 3) for a in panels})
+    assert len(rows) == shape[0]
+    per_row = [sum(round(a.get_position().y0, 3) == y for a in panels) for y in rows]
+    assert max(per_row) == shape[1] and min(per_row) >= shape[1] - 2

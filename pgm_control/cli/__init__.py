@@ -2,7 +2,7 @@
 
 ::
 
-    pgm-control demo                                  # FrozenLake 4x4 slippery, T=15, α=0.1
+    pgm-control demo --temperature 0.1                # FrozenLake 4x4 slippery, T=15, α=0.1
     pgm-control demo --env CliffWalking-v1:slippery --temperature 1 --plot cliff.png
     pgm-control exact --env lottery --horizon 1 --temperature 1
     pgm-control exact --env FrozenLake-v1:8x8,nonslippery --horizon 30
@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 from .. import __version__
 from . import demo, exact, fit, irl, learn, plan, sac
-from .common import UsageError
+from .common import UsageError, unrecognized_arguments
 from .problems import EnvSpec, add_problem_arguments, build_mdp, build_problem, parse_env
 
 __all__ = [
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "examples:\n"
-            "  pgm-control demo\n"
+            "  pgm-control demo --temperature 0.1    (the default temperature is 1)\n"
             "  pgm-control exact --env lottery --horizon 1 --temperature 1\n"
             "  pgm-control fit --guide neural --estimator score --num-particles 500\n"
             "  pgm-control plan --env pendulum --plot swing_up.png\n\n"
@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``pgm-control``; returns the exit status (usage errors exit with 2)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # a misspelt option: the subcommand's usage and the closest option it has
+        args._parser.error(unrecognized_arguments(args._parser, extras))
     try:
         return int(args.func(args))
     except UsageError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import math
 import textwrap
 import warnings
@@ -32,6 +33,7 @@ __all__ = [
     "ess_note",
     "save_figure",
     "quiet_degenerate_weights",
+    "unrecognized_arguments",
 ]
 
 
@@ -85,6 +87,24 @@ def add_command(
         name, help=help, description=textwrap.fill(description, width=79), epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
+
+
+def unrecognized_arguments(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """The error for arguments a subcommand does not know, with the closest option it has.
+
+    ``pgm-control exact --temprature 1`` → "unrecognized arguments: --temprature 1 (did you
+    mean --temperature?)", to be reported on the subcommand's own usage (``parser.error``).
+    """
+    options = [o for action in parser._actions for o in action.option_strings]
+    hints = []
+    for word in extras:
+        if word.startswith("-"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.6)
+            hints += close
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    if hints:
+        message += f" (did you mean {' or '.join(hints)}?)"
+    return message + f"; see '{parser.prog} --help'"
 
 
 # --------------------------------------------------------------------------- output

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import inspect
 import math
 import re
 import textwrap
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..continuous import ContinuousMDP
 from ..envs import mountain_car_continuous, pendulum
+from ..gym_options import check_make_kwargs
 from ..mdp import TabularMDP, chain_mdp, lottery_mdp, random_mdp
 from ..plotting import plot_mountain_car, plot_pendulum
 from .common import UsageError, positive_float, positive_int
@@ -46,7 +48,9 @@ __all__ = [
 
 DEFAULT_ENV = "FrozenLake-v1"
 DEFAULT_HORIZON = 15
-DEFAULT_TEMPERATURE = 0.1
+# α = 1 is the library's default everywhere (API and CLI, the lecture's convention); examples
+# that need another α, e.g. slippery FrozenLake at 0.1, pass --temperature explicitly.
+DEFAULT_TEMPERATURE = 1.0
 
 
 class EnvSpec(typing.NamedTuple):
@@ -82,6 +86,13 @@ BUILTIN_ENVS: dict[str, Callable[..., TabularMDP]] = {
     "random": lambda horizon, seed, **kw: random_mdp(horizon=horizon, seed=seed, **kw),
 }
 
+# the functions behind BUILTIN_ENVS, whose keywords are the valid key=value options
+_BUILTIN_CONSTRUCTORS: dict[str, Callable[..., TabularMDP]] = {
+    "lottery": lottery_mdp,
+    "chain": chain_mdp,
+    "random": random_mdp,
+}
+
 # Continuous episodes and plans start from the pendulum hanging at rest (the swing-up) and
 # from the car at rest in the middle of gymnasium's reset range, x ~ U(-0.6, -0.4).
 CONTINUOUS_ENVS: dict[str, ContinuousEnv] = {
@@ -107,10 +118,18 @@ _GYM_FLAGS = {
 
 # --------------------------------------------------------------------------- parsing
 def _literal(text: str):
+    """An option's value: a Python literal, a number (``nan``, ``inf`` included), ``true`` /
+    ``false`` in any case, else the bare word (``map_name=8x8``)."""
+    if text.strip().lower() in ("true", "false"):
+        return text.strip().lower() == "true"
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return text  # a bare word such as map_name=8x8
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def parse_env(text: str) -> EnvSpec:
@@ -158,7 +177,27 @@ def parse_env(text: str) -> EnvSpec:
             raise argparse.ArgumentTypeError(
                 f"unknown option {item!r} for {name!r} in {text!r}; expected {hint}"
             )
+    if builtin:
+        _check_builtin_options(name, options)
+    else:
+        try:
+            check_make_kwargs(name, options)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     return EnvSpec(name, options)
+
+
+def _check_builtin_options(name: str, options: dict) -> None:
+    """Refuse a ``key=value`` the built-in's constructor does not take, listing those it does."""
+    function = _BUILTIN_CONSTRUCTORS.get(name) or CONTINUOUS_ENVS[name].build
+    params = inspect.signature(function).parameters
+    valid = [k for k, p in params.items() if k not in ("horizon", "seed", "dtype")
+             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]  # fmt: skip
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"{name!r} has no option {unknown[0]!r}; its options are: {', '.join(valid)}"
+        )
 
 
 def _as_spec(spec: EnvSpec | str) -> EnvSpec:
@@ -252,7 +291,8 @@ def add_problem_arguments(
     parser.add_argument(
         "--temperature", "--alpha", type=positive_float,
         default=None if continuous else DEFAULT_TEMPERATURE,
-        help=f"temperature α > 0, p(O=1|s,a,s') = exp(r/α) (default: {per_env})",
+        help=f"temperature α > 0, p(O=1|s,a,s') = exp(r/α) (default: {per_env}; the "
+        "library's default is 1 everywhere: pass 0.1 for the FrozenLake examples)",
     )  # fmt: skip
     parser.add_argument(
         "--seed", type=int, default=0,

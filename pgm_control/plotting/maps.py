@@ -149,6 +149,10 @@ def plot_values(
     action_arrows=None,
     cmap: str = "viridis",
     annotate_values: bool | None = None,
+    label: str = "V(s)",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colorbar: bool = True,
 ) -> Axes:
     """Heatmap of V(s) on the MDP's grid, with the policy π(a|s) drawn as arrows.
 
@@ -173,6 +177,15 @@ def plot_values(
             down; by default ``mdp.action_moves`` (drow, dcol) as (dcol, drow).
         cmap: matplotlib colormap of the heatmap.
         annotate_values: write V(s) in each cell (default: when S ≤ 64).
+        label: what ``values`` is, for the colour bar (e.g. "expected visits"); the same
+            plot then shows any per-state quantity.
+        vmin, vmax: the colour scale (default: the values' range); give the same to several
+            panels that share one colour bar.
+        colorbar: draw this panel's colour bar (False when the figure draws a shared one,
+            ``fig.colorbar(ax.images[0], ax=axes)``).
+
+    The arrow scale is written under the grid: an arrow is 0.35 cell × π(a|s) long, so a
+    certain action's arrow spans 0.35 cell.
 
     Returns:
         The Axes.
@@ -205,9 +218,9 @@ def plot_values(
     n = _num_cells(mdp)
     v = _per_cell(mdp, v, fold="first")
     image = np.ma.masked_invalid(_on_grid(mdp, v))
-    im = ax.imshow(image, cmap=cmap, interpolation="nearest")
-    # fraction ∝ aspect ratio keeps the colorbar as tall as a wide grid
-    ax.figure.colorbar(im, ax=ax, fraction=0.046 * min(1.0, rows / cols) + 0.004, label="V(s)")
+    im = ax.imshow(image, cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
+    if colorbar:  # fraction ∝ aspect ratio keeps the colorbar as tall as a wide grid
+        ax.figure.colorbar(im, ax=ax, fraction=0.046 * min(1.0, rows / cols) + 0.004, label=label)
     _style_grid_axes(ax, rows, cols)
     _annotate_cells(ax, mdp)
     if annotate_values is None:
@@ -228,6 +241,7 @@ def plot_values(
         if arrows is not None:
             # arrows start a little off the cell centre (so a uniform policy reads as a star)
             # and are 0.35 · π(a|s) cells long, in data units: the same on every grid size
+            ax.set_xlabel("arrow length ∝ π(a|s) (0.35 cell at π = 1)", fontsize=8)
             for s, rr, cc in zip(live, r, c):
                 for a in np.flatnonzero(pi[s] >= _MIN_ARROW_PROB):
                     (dx, dy), length = arrows[a], 0.35 * pi[s, a]
@@ -308,7 +322,8 @@ def plot_marginals_on_grid(
         marginals: indexed as [t, s], shape (T, S) or (T + 1, S).
         times: the time steps to draw (negative counts from the end); by default up to six,
             evenly spaced from the first to the last row.
-        ncols: panels per row (default: all in one row, at most 6).
+        ncols: panels per row (default: one row up to 8 panels, else rows of equal length
+            with at most 6 panels, so no panel sits alone on a last row).
         cmap: matplotlib colormap; all panels share one colour scale.
         title: figure title.
 
@@ -328,7 +343,10 @@ def plot_marginals_on_grid(
     if bad:
         raise ValueError(f"`times` must lie in [0, {n_rows_m}) for marginals of shape {m.shape}")
     times = [t % n_rows_m for t in times]
-    ncols = min(len(times), 6) if ncols is None else int(ncols)
+    if ncols is None:
+        n_rows = 1 if len(times) <= 8 else math.ceil(len(times) / 6)
+        ncols = math.ceil(len(times) / n_rows)
+    ncols = int(ncols)
     if ncols < 1:
         raise ValueError(f"`ncols` must be >= 1, got {ncols}")
     nrows = math.ceil(len(times) / ncols)
