@@ -82,6 +82,7 @@ from .soft_policy_gradient import (
 )
 from .soft_q_learning import SoftQLearning, reachable_states
 from .tabular_env import TabularEnv
+
 # isort: split
 # soft actor-critic with a guide as actor, and the entropy-regularised LQR (issue 11)
 from .sac import SAC, TwinQ, observation_mdp

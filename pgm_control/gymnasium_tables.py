@@ -14,6 +14,8 @@ from gymnasium.envs.toy_text.cliffwalking import CliffWalkingEnv
 from gymnasium.envs.toy_text.frozen_lake import FrozenLakeEnv
 from gymnasium.envs.toy_text.taxi import TaxiEnv
 
+from .gym_options import check_make_kwargs
+
 __all__ = ["gymnasium_tables"]
 
 # "sparse=None" stores P and r sparse when the dense (S, A, S) table would exceed this many
@@ -37,6 +39,7 @@ def gymnasium_tables(env_or_id, make_kwargs: dict, sparse: bool | None = None) -
     if sparse not in (None, True, False):
         raise TypeError(f"`sparse` must be True, False or None (automatic), got {sparse!r}")
     if isinstance(env_or_id, str):
+        check_make_kwargs(env_or_id, make_kwargs)  # one-line errors, not gymnasium's
         env = gym.make(env_or_id, **make_kwargs)
     elif make_kwargs:
         raise TypeError("`make_kwargs` are only accepted together with an env id string")
