@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pgm_control as pc
+import pgm_control.backward as backward
 from pgm_control.models import control_model, enumerated_log_evidence
 
 
@@ -139,8 +140,6 @@ def test_both_enumeration_methods_equal_the_messages_to_1e10(make, methods):
 
 def test_the_forward_enumeration_never_calls_the_messages(monkeypatch):
     """Independence: with the library's recursion disabled, Pyro's route still answers."""
-    import pgm_control.backward as backward
-
     mdp = pc.random_mdp(4, 2, 5, seed=4)
     exact = pc.log_evidence(mdp).item()
 
