@@ -209,8 +209,9 @@ def scale_worker(n_states, T, dtype, out):
     for seed in range(100):  # the first layout whose goal the start can reach
         try:
             mdp = pc.gridworld(
-                side, side, slip=0.1, walls=0.1, seed=seed, horizon=int(T), dtype=dtype
-            )
+                side, side, slip=0.1, walls=0.1, hazards=0.02, goals=max(1, n // 2000),
+                seed=seed, horizon=int(T), dtype=dtype,
+            )  # fmt: skip
             break
         except ValueError:
             continue
@@ -236,7 +237,8 @@ def scale_worker(n_states, T, dtype, out):
 
 
 def scaling_table(sizes, T, threads):
-    """Gridworlds of ~n states (√n × √n, 4 actions, slip 0.1 to 3 neighbours, 10% walls)."""
+    """Gridworlds of ~n states (√n × √n, 4 actions, slip 0.1 to 3 neighbours, 10% walls, 2%
+    hazards, one random goal per 2000 cells)."""
     print()
     print(
         f"gridworld scaling, T={T}: pc.lean_posterior (log p(O) + state marginals), "
