@@ -24,7 +24,7 @@ import torch
 
 from .forward import policy_state_distribution
 from .mdp import TabularMDP, _check_mdp, _check_policy
-from .rollout import RolloutResult
+from .rollout import Episode, RolloutResult
 from .sampling import Trajectories, sample_trajectories
 from .validation import check_int, check_positive_int
 
@@ -221,8 +221,10 @@ class Demonstrations:
         return cls(trajectories.states, trajectories.actions)
 
     @classmethod
-    def from_rollout(cls, result: RolloutResult, horizon: int) -> Demonstrations:
+    def from_rollout(cls, result: RolloutResult | list[Episode], horizon: int) -> Demonstrations:
         """From :func:`pgm_control.rollout` episodes recorded with ``record=True``.
+
+        ``result`` is the :class:`RolloutResult` or its list of :class:`Episode`.
 
         An episode that ends before ``horizon`` (terminated) keeps its prefix; the rest is
         masked. States are the env's observation indices (an MDP whose ``from_gymnasium``
@@ -232,17 +234,24 @@ class Demonstrations:
             ValueError: no recorded episodes, or an episode longer than ``horizon``.
         """
         T = check_positive_int("horizon", horizon)
-        if not isinstance(result, RolloutResult):
-            raise TypeError(f"`result` must be a RolloutResult, got {type(result).__name__}")
-        if not result.episodes:
+        if isinstance(result, list) and all(isinstance(ep, Episode) for ep in result):
+            episodes = result
+        elif isinstance(result, RolloutResult):
+            episodes = result.episodes
+        else:
+            raise TypeError(
+                "`result` must be a RolloutResult or a list of Episode, got "
+                f"{type(result).__name__}"
+            )
+        if not episodes:
             raise ValueError(
                 "`result` holds no recorded episodes: call `rollout(..., record=True)`"
             )
-        N = len(result.episodes)
+        N = len(episodes)
         states = np.zeros((N, T + 1), dtype=np.int64)
         actions = np.zeros((N, T), dtype=np.int64)
         mask = np.zeros((N, T), dtype=bool)
-        for n, ep in enumerate(result.episodes):
+        for n, ep in enumerate(episodes):
             s = np.asarray(ep.states).reshape(len(ep.states), -1)
             a = np.asarray(ep.actions).reshape(len(ep.actions), -1)
             if s.shape[1] != 1 or (len(a) and a.shape[1] != 1):

@@ -87,6 +87,8 @@ def test_from_rollout_masks_episodes_that_ended_early():
         assert demos.states[n, : k + 1].tolist() == list(ep.states)
         assert demos.actions[n, :k].tolist() == list(np.asarray(ep.actions).reshape(-1))
     assert demos.check(mdp) is not None
+    again = Demonstrations.from_rollout(res.episodes, horizon=12)
+    assert torch.equal(again.states, demos.states) and torch.equal(again.mask, demos.mask)
     assert "ended early" in repr(demos)
     with pytest.raises(ValueError, match="horizon"):
         Demonstrations.from_rollout(res, horizon=2)
