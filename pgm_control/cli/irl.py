@@ -62,9 +62,8 @@ def _learn(args, mdp: TabularMDP, demos):
         model = TabularReward(S, A, inputs=args.reward)
         return guided_cost_learning(env, model, demos, **common)
     return adversarial_irl(
-        env, demos, reward_inputs=args.reward, discriminator=args.discriminator, lr=1.0,
-        discriminator_steps=10, **common,
-    )  # fmt: skip
+        env, demos, reward_inputs=args.reward, discriminator=args.discriminator, **common
+    )
 
 
 def run(args) -> int:
