@@ -74,3 +74,24 @@ def test_bad_input_exits_with_status_2(argv, message, capsys):
         cli.main(["learn", "--quiet", *argv])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_soft_dqn_on_cartpole_matches_the_library(tmp_path, capsys):
+    png = tmp_path / "curve.png"
+    argv = ["learn", "--algo", "soft-dqn", "--env", "CartPole-v1", "--steps", "300",
+            "--eval-episodes", "2", "--quiet", "--plot", str(png)]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert png.read_bytes().startswith(PNG) and "reward threshold" in out
+    dqn = pc.SoftDQN("CartPole-v1", 1.0, discount=0.99, seed=0, progress=False, eval_every=30,
+                     eval_episodes=2, num_threads=1)  # fmt: skip
+    history = dqn.learn(300)
+    assert float(_last_row(out, "300")[1]) == pytest.approx(history.eval_mean[-1], rel=1e-6)
+
+
+def test_awr_on_cartpole_prints_its_evaluations(capsys):
+    argv = ["learn", "--algo", "awr", "--env", "CartPole-v1", "--steps", "1000",
+            "--eval-episodes", "1", "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert float(_last_row(out, "1000")[1]) >= 8 and "reward threshold" in out

@@ -15,6 +15,9 @@ exact answer.
 * ``kl-pi``: exact :func:`~pgm_control.kl_regularised_policy_iteration` on the env's tables
   (horizon ``--horizon``); ``--steps`` iterations; prints the return of each iterate and the
   hard optimum.
+* ``soft-dqn`` / ``awr``: :class:`~pgm_control.soft_dqn.SoftDQN` / :class:`~pgm_control.awr.AWR`
+  (any env with Discrete actions, e.g. CartPole-v1); ``--steps`` env steps; prints the
+  deterministic evaluation return every tenth of the run, beside the env's reward threshold.
 
 The exact answers read the env's tables (``TabularMDP.from_gymnasium``) to check, never to
 learn. Algorithms live in :data:`ALGORITHMS` (name → runner), the extension point.
@@ -25,11 +28,13 @@ from __future__ import annotations
 import gymnasium as gym
 from matplotlib.figure import Figure
 
+from ..awr import AWR
 from ..backward import discounted_soft_value_iteration
 from ..guides.tabular import StationaryGuide
 from ..kl_regularised_policy_iteration import kl_regularised_policy_iteration
 from ..mdp import TabularMDP
 from ..plotting.learning import learning_curve
+from ..soft_dqn import SoftDQN
 from ..soft_policy_gradient import occupancy_weighted_kl, soft_policy_gradient
 from ..soft_q_learning import SoftQLearning, reachable_states
 from .common import (
@@ -46,7 +51,8 @@ from .problems import BUILTIN_ENVS, CONTINUOUS_ENVS, build_mdp, parse_env
 
 __all__ = ["ALGORITHMS", "register", "run"]
 
-_DEFAULT_STEPS = {"soft-q": 40_000, "soft-pg": 200, "kl-pi": 30}
+_DEFAULT_STEPS = {"soft-q": 40_000, "soft-pg": 200, "kl-pi": 30, "soft-dqn": 50_000, "awr": 100_000}
+_DEFAULT_DISCOUNT = {"soft-dqn": 0.99, "awr": 0.99}  # the others: 0.95
 
 
 def _make_env(args) -> gym.Env:
@@ -142,13 +148,46 @@ def _kl_pi(args):
     return rows, res, {"reference": res.optimal_return}
 
 
+def _neural(cls):
+    """A runner for an SB3-style learner: evaluations every tenth of the run."""
+
+    def runner(args):
+        env = _make_env(args)
+        try:
+            algo = cls(
+                env, args.temperature, discount=args.discount, seed=args.seed,
+                progress=not args.quiet, eval_every=max(args.steps // 10, 1),
+                eval_episodes=args.eval_episodes, num_threads=args.threads,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        history = algo.learn(args.steps)
+        rows = [("env steps", "mean eval return", "std")]
+        for step, mean, std in zip(history.eval_steps, history.eval_mean, history.eval_std):
+            rows.append((str(step), fmt(mean), fmt(std)))
+        threshold = env.spec.reward_threshold if env.spec is not None else None
+        if threshold is not None:
+            rows.append(("reward threshold", fmt(threshold), ""))
+        return rows, history, {"reference": threshold}
+
+    return runner
+
+
 # name -> runner(args) -> (table rows, what learning_curve draws, its keywords)
-ALGORITHMS = {"soft-q": _soft_q, "soft-pg": _soft_pg, "kl-pi": _kl_pi}
+ALGORITHMS = {
+    "soft-q": _soft_q,
+    "soft-pg": _soft_pg,
+    "kl-pi": _kl_pi,
+    "soft-dqn": _neural(SoftDQN),
+    "awr": _neural(AWR),
+}
 
 
 def run(args) -> int:
     if args.steps is None:
-        args.steps = _DEFAULT_STEPS.get(args.algo, 10_000)
+        args.steps = _DEFAULT_STEPS[args.algo]
+    if args.discount is None:
+        args.discount = _DEFAULT_DISCOUNT.get(args.algo, 0.95)
     rows, curve, curve_kwargs = ALGORITHMS[args.algo](args)
     print(
         f"pgm-control learn: {args.algo} on {args.env} (alpha={args.temperature:g}, "
@@ -187,13 +226,14 @@ def register(subparsers):
     )  # fmt: skip
     parser.add_argument(
         "--steps", type=positive_int, default=None,
-        help="soft-q: env steps (default 40000); soft-pg: gradient steps (default 200); "
-        "kl-pi: iterations (default 30)",
+        help="soft-q, soft-dqn, awr: env steps (default 40000, 50000, 100000); soft-pg: "
+        "gradient steps (default 200); kl-pi: iterations (default 30)",
     )  # fmt: skip
     parser.add_argument("--temperature", "--alpha", type=positive_float, default=1.0,
                         help="temperature α > 0 (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--discount", "--gamma", type=_discount, default=0.95,
-                        help="discount γ in (0, 1) (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--discount", "--gamma", type=_discount, default=None,
+                        help="discount γ in (0, 1) (default: 0.99 for soft-dqn and awr, "
+                        "else 0.95)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     parser.add_argument(
         "--horizon", "-T", type=positive_int, default=100,
@@ -214,6 +254,15 @@ def register(subparsers):
     )  # fmt: skip
     parser.add_argument("--plot", metavar="PATH", default=None,
                         help="write a PNG of the learning curve (default: no plot)")  # fmt: skip
+    parser.add_argument(
+        "--eval-episodes", type=positive_int, default=10,
+        help="soft-dqn, awr: deterministic episodes per evaluation (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=positive_int, default=1,
+        help="soft-dqn, awr: torch threads while learning (default: %(default)s; small networks "
+        "are fastest on one)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
