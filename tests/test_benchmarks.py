@@ -88,6 +88,8 @@ def test_what_type_of_inference_benchmark_smoke(tmp_path):
     for text in ("planning is optimal", "the lottery", "Taxi-v4", "equal to 1e-10", "overall:"):
         assert text in proc.stdout, proc.stdout[-3000:]
     assert ("overall: PASS" in proc.stdout) == (proc.returncode == 0)
+
+
 def test_exact_messages_scaling_and_peer_sections_smoke(tmp_path):
     """Sparse dynamics at scale (issue 13): the scaling table's rows in fresh processes and
     the imitation section, which --quick never runs (no imitation venv needed)."""
@@ -104,6 +106,8 @@ def test_exact_messages_scaling_and_peer_sections_smoke(tmp_path):
     rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["100"]]
     assert [(r[0], r[2]) for r in rows] == [("100", "float64"), ("100", "float32")]
     assert out.count("float32 speed-up") == 1
+
+
 def test_maxent_irl_benchmark_smoke_without_the_peer(tmp_path):
     """benchmarks/maxent_irl.py --smoke --no-peer: our side only, no imitation venv needed."""
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
@@ -149,6 +153,8 @@ def test_cartpole_learners_run_on_smoke_settings(script, expected, tmp_path):
     assert proc.returncode == 0, f"{script} crashed:\n{proc.stderr[-3000:]}"
     for text in [*expected, "smoke run: no verdict"]:
         assert text in proc.stdout, f"{script}: {text!r} missing:\n{proc.stdout[-3000:]}"
+
+
 def test_sac_benchmark_smoke(tmp_path):
     """benchmarks/sac.py --smoke: both libraries side by side on tiny settings (issue 11)."""
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
@@ -160,6 +166,8 @@ def test_sac_benchmark_smoke(tmp_path):
     for text in ("ours  seed 0", "sb3   seed 0", "ratio", "return", "time"):
         assert text in proc.stdout, proc.stdout[-3000:]
     assert "Traceback" not in proc.stderr
+
+
 def test_notebook_timings_pass_fail_and_the_executed_copies(tmp_path):
     """benchmarks/notebook_timings.py on two hand-made notebooks: one runs (and sees CI=true
     under --smoke), one raises; the verdicts, the exit status and the executed copies."""
