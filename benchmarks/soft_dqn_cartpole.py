@@ -1,6 +1,7 @@
 """Soft DQN vs Stable-Baselines3's DQN on CartPole-v1, side by side in one run (issue 10).
 
-Both learners get rl-baselines3-zoo's CartPole-v1 hyperparameters for DQN (hyperparams/dqn.yml,
+Both learners get rl-baselines3-zoo's CartPole-v1 hyperparameters for DQN (hyperparams/dqn.yml at
+commit ce95481,
 "Almost Tuned": lr 2.3e-3, batch 64, buffer 100000, learning_starts 1000, gamma 0.99,
 target_update_interval 10, train_freq 256, gradient_steps 128, exploration_fraction 0.16,
 exploration_final_eps 0.04, net_arch [256, 256], 5e4 steps), so the update schedule is the
