@@ -1,13 +1,14 @@
 """Soft DQN vs Stable-Baselines3's DQN on CartPole-v1, side by side in one run (issue 10).
 
 Both learners get rl-baselines3-zoo's CartPole-v1 hyperparameters for DQN (hyperparams/dqn.yml,
-"Almost Tuned": lr 2.3e-3, batch 64, buffer 100000, learning_starts 1000, gamma 0.99,
-target_update_interval 10, train_freq 256, gradient_steps 128, exploration_fraction 0.16,
-exploration_final_eps 0.04, net_arch [256, 256], 5e4 steps), so the update schedule is the
-same: 128 gradient steps of batch 64 every 256 env steps, the same ε-greedy schedule (1 → 0.04
-over the first 8000 steps), Huber loss, gradient norm clipped at 10, Adam. The one difference
-is the target: soft DQN regresses on y = r + γ·α·log Σₐ ½·exp(Q̄(s',a)/α) (α = ``--temperature``)
-and acts with the Boltzmann policy where SB3 acts greedily.
+commit ce95481, "Almost Tuned": lr 2.3e-3, batch 64, buffer 100000, learning_starts 1000,
+gamma 0.99, target_update_interval 10, train_freq 256, gradient_steps 128,
+exploration_fraction 0.16, exploration_final_eps 0.04, net_arch [256, 256], 5e4 steps), so the
+update schedule is the same: 128 gradient steps of batch 64 every 256 env steps, the same
+ε-greedy schedule (1 → 0.04 over the first 8000 steps), Huber loss, gradient norm clipped at
+10, Adam. The one difference is the target: soft DQN regresses on
+y = r + γ·α·log Σₐ ½·exp(Q̄(s',a)/α) (α = ``--temperature``) and acts with the Boltzmann
+policy where SB3 acts greedily.
 
 Per seed (the same seeds for both, the order of the two alternating from seed to seed so that
 both meet the same machine load), each learner is evaluated at every ``--every`` env steps:
