@@ -11,14 +11,23 @@ The public names below follow the lecture's path (Levine 2018):
    (:mod:`pgm_control.guides`, contract in :mod:`pgm_control.guides.contract`), estimators and
    the one SVI loop (``estimators``, ``svi``);
 4. acting in the real env (``rollout``), planning as importance sampling (``importance``,
-   ``mppi``) and model-based learning (``learning``).
+   ``mppi``) and model-based learning (``learning``);
+5. exact inference at scale and of every type: sparse dynamics (``dynamics``), the
+   ``gridworld``, the O(S·T + nnz) route (``lean_posterior``) and the five backups compared
+   (``inference_types``);
+6. algorithms derived from the ELBO that learn from ``env.step`` alone (``algorithm``, the
+   shared SB3-style base): soft Q-learning, soft DQN, the soft policy gradient, KL-regularised
+   policy iteration and AWR, soft actor-critic (whose actor is a guide) and its exact check
+   (``soft_lqr``);
+7. inverse RL: MaxEnt IRL by the messages, guided cost learning, adversarial IRL.
 
 Everything else (private helpers, optimiser classes, thin compatibility wrappers) stays in its
 module. Every module imports its siblings by submodule, so the order below is free.
 """
 
 from . import envs, plotting
-from .awr import AWR  # learning from samples, neural (issue 10)
+from .adversarial_irl import adversarial_irl
+from .awr import AWR
 from .backward import (
     DiscountedSoftValues,
     SoftValues,
@@ -29,6 +38,7 @@ from .backward import (
     soft_value_iteration,
 )
 from .continuous import ContinuousMDP
+from .demonstrations import Demonstrations, sample_demonstrations
 from .elbo import ElboTerms, elbo_terms, policy_elbo, posterior_kl, trajectory_elbo
 from .estimators import ESTIMATORS, exact_elbo
 from .fit_result import FitResult
@@ -39,54 +49,36 @@ from .forward import (
     state_action_marginals,
     state_marginals,
 )
-
-# exact inference at scale: sparse dynamics, the gridworld, O(S·T + nnz) memory
 from .gridworld import gridworld
+from .guided_cost_learning import guided_cost_learning, importance_log_partition
 from .guides import GUIDES
 from .importance import ImportanceResult, WeightDegeneracyWarning, importance_posterior
-
-# what type of inference is planning (issue 13): the five backups compared
 from .inference_types import INFERENCE_TYPES, inference_type_returns, slippery_cliff_mdp
-from .lean_posterior import LeanPosterior, lean_posterior, soft_policy_at
-from .learning import Transitions, collect_transitions, fit_gaussian_dynamics, fit_tabular_model
-from .mdp import TabularMDP, chain_mdp, lottery_mdp, random_mdp
-from .models import continuous_control_model, control_model, enumerated_log_evidence
-from .mppi import MPPI
-from .rollout import RolloutResult, rollout
-from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
-from .soft_dqn import SoftDQN  # learning from samples, neural (issue 10)
-from .svi import fit, gradient_variance
-
-# isort: off
-# inverse RL: demonstrations, MaxEnt IRL and the result every IRL routine returns
-from .demonstrations import Demonstrations, sample_demonstrations
 from .irl_result import IRLResult
-from .maxent_irl import maxent_irl
-
-# inverse RL from env.step: guided cost learning, adversarial IRL, learned reward models
-from .guided_cost_learning import guided_cost_learning, importance_log_partition
-from .adversarial_irl import adversarial_irl
-from .reward_models import LinearReward, RewardWrapper, TabularReward
-
-# isort: on
-# isort: split
-# learning from samples, part 1 (issue 10): soft Q-learning, the soft policy gradient, KL-PI
 from .kl_regularised_policy_iteration import (
     KLPolicyIterationResult,
     kl_regularised_policy_iteration,
 )
+from .lean_posterior import LeanPosterior, lean_posterior, soft_policy_at
+from .learning import Transitions, collect_transitions, fit_gaussian_dynamics, fit_tabular_model
+from .maxent_irl import maxent_irl
+from .mdp import TabularMDP, chain_mdp, lottery_mdp, random_mdp
+from .models import continuous_control_model, control_model, enumerated_log_evidence
+from .mppi import MPPI
+from .reward_models import LinearReward, RewardWrapper, TabularReward
+from .rollout import RolloutResult, rollout
+from .sac import SAC, TwinQ, observation_mdp
+from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
+from .soft_dqn import SoftDQN
+from .soft_lqr import LinearQuadraticEnv, SoftLQRSolution, soft_lqr
 from .soft_policy_gradient import (
     SoftPolicyGradientResult,
     occupancy_weighted_kl,
     soft_policy_gradient,
 )
 from .soft_q_learning import SoftQLearning, reachable_states
+from .svi import fit, gradient_variance
 from .tabular_env import TabularEnv
-
-# isort: split
-# soft actor-critic with a guide as actor, and the entropy-regularised LQR (issue 11)
-from .sac import SAC, TwinQ, observation_mdp
-from .soft_lqr import LinearQuadraticEnv, SoftLQRSolution, soft_lqr
 
 __version__ = "0.1.0"
 
