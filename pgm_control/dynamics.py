@@ -84,6 +84,10 @@ class DenseDynamics:
     def to(self, dtype: torch.dtype) -> DenseDynamics:
         return DenseDynamics(self.transition.to(dtype), self.reward.to(dtype))
 
+    def with_reward(self, reward: torch.Tensor) -> DenseDynamics:
+        """The same P with a dense (S, A, S) reward (differentiable, not validated)."""
+        return DenseDynamics(self.transition, reward)
+
     @property
     def log_transition(self) -> torch.Tensor:
         return _safe_log(self.transition)
@@ -171,6 +175,16 @@ class SparseDynamics:
         return SparseDynamics(
             self.next_state, self.prob.to(dtype), self.reward.to(dtype), self.valid
         )
+
+    def with_reward(self, reward: torch.Tensor) -> SparseDynamics:
+        """The same P with a dense (S, A, S) reward read on its successor lists (0 on padding;
+        differentiable, not validated)."""
+        K, S, A = self.next_state.shape
+        s = torch.arange(S, device=reward.device)[None, :, None].expand(K, S, A)
+        a = torch.arange(A, device=reward.device)[None, None, :].expand(K, S, A)
+        r = reward[s, a, self.next_state]
+        r = torch.where(self.valid, r, torch.zeros_like(r))
+        return SparseDynamics(self.next_state, self.prob, r, self.valid)
 
     @property
     def num_states(self) -> int:

@@ -143,9 +143,7 @@ def _with_reward(mdp: TabularMDP, r: torch.Tensor) -> TabularMDP:
     the messages themselves at S = 500); the fixed tables were validated once, and a
     non-finite r shows up as a non-finite L, which the learner refuses.
     """
-    m = copy.copy(mdp)
-    object.__setattr__(m, "reward", r)
-    return m
+    return mdp.with_reward(r)
 
 
 def _log_likelihood(mdp, r, counts, ends, alpha, backup, data_term=None):

@@ -12,6 +12,7 @@ asked for) on the device of the transition tensor. Every check raises a ``ValueE
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -389,6 +390,29 @@ class TabularMDP:
                 fields[name] = fields[name].cpu()
         fields.update(changes)
         return TabularMDP(**fields)
+
+    def with_reward(self, reward: torch.Tensor) -> TabularMDP:
+        """A shallow copy with the dense (S, A, S) ``reward`` swapped in, P, p0 and the prior
+        shared and NOT validated again (inner loops such as MaxEnt IRL's, where ``replace``
+        would re-check the fixed tables at every step). Differentiable in ``reward``."""
+        reward = torch.as_tensor(reward)
+        S, A = self.num_states, self.num_actions
+        if tuple(reward.shape) != (S, A, S):
+            raise ValueError(f"`reward` must have shape (S, A, S) = {(S, A, S)}, got "
+                             f"{tuple(reward.shape)}")  # fmt: skip
+        m = copy.copy(self)
+        object.__setattr__(m, "_dynamics", self._dynamics.with_reward(reward))
+        if self.is_sparse:  # the public table stays a COO tensor on P's support
+            idx = self.transition.indices()
+            reward = torch.sparse_coo_tensor(
+                idx,
+                reward[idx[0], idx[1], idx[2]],
+                (S, A, S),
+                is_coalesced=True,
+                check_invariants=False,
+            )
+        object.__setattr__(m, "reward", reward)
+        return m
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> TabularMDP:
         """The same MDP (metadata included) on another device and/or dtype."""

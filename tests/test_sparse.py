@@ -364,3 +364,25 @@ def test_exact_elbo_route_on_sparse_dynamics():
     assert worse < elbo - 1e-3
     with pytest.raises(TypeError, match="`mdp` has sparse dynamics.*policy_elbo"):
         pc.fit(sparse, steps=2, progress=False)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_with_reward_swaps_the_reward_of_both_layouts(sparse):
+    """`with_reward` (MaxEnt IRL's inner loop) equals a validated `replace`, dense or sparse,
+    and keeps the gradient with respect to the new reward."""
+    grid = pc.gridworld(4, 5, slip=0.2, seed=1, horizon=6)
+    mdp = grid if sparse else grid.to_dense()
+    g = torch.Generator().manual_seed(0)
+    S, A = mdp.num_states, mdp.num_actions
+    r = torch.randn(S, A, S, dtype=torch.float64, generator=g, requires_grad=True)
+    swapped = mdp.with_reward(r)
+    assert swapped.is_sparse == sparse and swapped.reward.layout == mdp.reward.layout
+    reference = grid.to_dense().replace(reward=r.detach())
+    for fn in (pc.log_evidence, pc.optimal_elbo):
+        got, want = fn(swapped, temperature=0.7), fn(reference, temperature=0.7)
+        assert torch.allclose(got, want, rtol=0, atol=1e-12)
+    pc.log_evidence(swapped, temperature=0.7).backward()
+    assert r.grad is not None and torch.isfinite(r.grad).all()
+    assert pc.log_evidence(mdp, temperature=0.7) != pc.log_evidence(swapped, temperature=0.7)
+    with pytest.raises(ValueError, match="`reward` must have shape"):
+        mdp.with_reward(torch.zeros(S, A, dtype=torch.float64))
