@@ -52,20 +52,21 @@ def evaluate(predict, env_id: str, seed: int, episodes: int = EVAL_EPISODES) -> 
     return float(np.mean(returns))
 
 
-def run_ours(env_id, seed, checkpoints, settings) -> list[tuple[int, float, float]]:
+def run_ours(env_id, seed, checkpoints, settings, episodes) -> list[tuple[int, float, float]]:
     model = SAC(env_id, seed=seed, progress=False, num_threads=1, **settings)
     rows, done = [], 0
     for n in checkpoints:
         model.learn(n - done)
         done = n
-        ret = evaluate(lambda o: model.predict(o, deterministic=True)[0], env_id, seed + 10_000)
+        policy = lambda o: model.predict(o, deterministic=True)[0]  # noqa: E731
+        ret = evaluate(policy, env_id, seed + 10_000, episodes)
         rows.append((n, ret, model.history.seconds))
         print(f"  ours  seed {seed} {n:>6} steps: {ret:8.1f}  {model.history.seconds:7.1f} s",
               flush=True)  # fmt: skip
     return rows
 
 
-def run_sb3(env_id, seed, checkpoints, settings) -> list[tuple[int, float, float]]:
+def run_sb3(env_id, seed, checkpoints, settings, episodes) -> list[tuple[int, float, float]]:
     torch.set_num_threads(1)
     model = SB3SAC("MlpPolicy", env_id, seed=seed, verbose=0, **settings)
     rows, done, seconds = [], 0, 0.0
@@ -74,7 +75,8 @@ def run_sb3(env_id, seed, checkpoints, settings) -> list[tuple[int, float, float
         model.learn(n - done, reset_num_timesteps=False)
         seconds += time.perf_counter() - start
         done = n
-        ret = evaluate(lambda o: model.predict(o, deterministic=True)[0], env_id, seed + 10_000)
+        policy = lambda o: model.predict(o, deterministic=True)[0]  # noqa: E731
+        ret = evaluate(policy, env_id, seed + 10_000, episodes)
         rows.append((n, ret, seconds))
         print(f"  sb3   seed {seed} {n:>6} steps: {ret:8.1f}  {seconds:7.1f} s", flush=True)
     return rows
@@ -124,9 +126,9 @@ def main(argv=None) -> int:
     common = {"learning_rate": 1e-3}
     ours_settings = {**common, "hidden": (args.hidden, args.hidden), "temperature": temperature}
     sb3_settings = dict(common)
-    checkpoints, seeds = sorted(args.checkpoints), args.seeds
+    checkpoints, seeds, episodes = sorted(args.checkpoints), args.seeds, EVAL_EPISODES
     if args.smoke:
-        checkpoints, seeds = [150, 300], [0]
+        checkpoints, seeds, episodes = [100, 200], [0], 2
         small = {"learning_starts": 50, "batch_size": 32, "buffer_size": 1000}
         ours_settings.update(small, hidden=(16, 16))
         sb3_settings.update(small, policy_kwargs={"net_arch": [16, 16]})
@@ -134,9 +136,9 @@ def main(argv=None) -> int:
           f"{torch.__version__}, one thread each", flush=True)  # fmt: skip
     ours, sb3 = [], []
     for seed in seeds:
-        ours.append(run_ours(args.env, seed, checkpoints, ours_settings))
+        ours.append(run_ours(args.env, seed, checkpoints, ours_settings, episodes))
         if not args.no_sb3:
-            sb3.append(run_sb3(args.env, seed, checkpoints, sb3_settings))
+            sb3.append(run_sb3(args.env, seed, checkpoints, sb3_settings, episodes))
     threshold_step = 10_000 if args.env == "Pendulum-v1" else -1
     ok = report(ours, sb3, checkpoints, threshold_step=threshold_step)
     if args.env == "MountainCarContinuous-v0":
