@@ -29,8 +29,8 @@ def _one_thread():
 
 def test_irl_gcl_prints_the_exact_returns_of_what_it_saves(tmp_path, capsys):
     path, png = tmp_path / "gcl.pt", tmp_path / "irl.png"
-    argv = ["irl", "--method", "gcl", "--iterations", "2", "--policy-steps", "200",
-            "--demonstrations", "50", "--quiet", "--save", str(path),
+    argv = ["irl", "--method", "gcl", "--temperature", "0.05", "--iterations", "2",
+            "--policy-steps", "200", "--demonstrations", "50", "--quiet", "--save", str(path),
             "--plot", str(png)]  # fmt: skip
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
@@ -51,8 +51,8 @@ def test_irl_gcl_prints_the_exact_returns_of_what_it_saves(tmp_path, capsys):
 
 @pytest.mark.parametrize("method", ["maxent", "airl"])
 def test_irl_other_methods_run(method, capsys):
-    argv = ["irl", "--method", method, "--iterations", "2", "--policy-steps", "200",
-            "--demonstrations", "30", "--quiet", "--no-plot"]  # fmt: skip
+    argv = ["irl", "--method", method, "--temperature", "0.05", "--iterations", "2",
+            "--policy-steps", "200", "--demonstrations", "30", "--quiet", "--no-plot"]  # fmt: skip
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert _value(out, "ratio learned / expert") > 0

@@ -125,7 +125,7 @@ def register(subparsers):
     add_problem_arguments(
         parser, plot_default=None, plot_help="write a PNG of the learned reward's V0 and policy"
     )
-    parser.set_defaults(horizon=20, temperature=0.05)
+    parser.set_defaults(horizon=20)  # α: the library's one default (1); examples pass 0.05
     parser.add_argument("--method", choices=METHODS, default="gcl",
                         help="which IRL algorithm (default: %(default)s)")  # fmt: skip
     parser.add_argument("--demonstrations", type=positive_int, default=500,
