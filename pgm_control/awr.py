@@ -2,12 +2,12 @@
 
 With the action prior set to the previous policy π_old, the ELBO's objective is
 E_π[Σₜ γᵗ rₜ] − α·KL(π‖π_old) (lecture notes 001, "non-uniform action priors"; Levine 2018,
-§2.4), and one step of policy iteration on it has the closed form
+§2.4), and one step of policy iteration on it has the closed form::
 
     E-step   q(a|s) ∝ π_old(a|s)·exp(A^{π_old}(s,a)/α)
 
 (the posterior over actions under the prior π_old; :func:`kl_m_step_target` computes it for a
-table). AWR (Peng et al. 2019, Alg. 1) learns it from ``env.step`` alone:
+table). AWR (Peng et al. 2019, Alg. 1) learns it from ``env.step`` alone::
 
     collect  s, a ~ π_old in the env; keep the last ``buffer_size`` steps (a mixture of recent
              policies, which stands in for π_old)

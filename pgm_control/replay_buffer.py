@@ -19,8 +19,8 @@ __all__ = ["ReplayBuffer", "Batch"]
 
 
 class Batch(typing.NamedTuple):
-    """A minibatch: observations (B, *obs), actions (B, *act), rewards (B,), next observations
-    (B, *obs), terminated (B,) as 0./1. (1: absorbing, bootstrap with 0)."""
+    """A minibatch: observations ``(B, *obs)``, actions ``(B, *act)``, rewards ``(B,)``, next
+    observations ``(B, *obs)``, terminated ``(B,)`` as 0./1. (1: absorbing, bootstrap with 0)."""
 
     observations: torch.Tensor
     actions: torch.Tensor

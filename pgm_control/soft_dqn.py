@@ -268,7 +268,7 @@ class SoftDQN(Algorithm):
         return observations.reshape(observations.shape[0], -1).to(self.dtype)
 
     def q_values(self, observations) -> torch.Tensor:
-        """Q_φ(s, ·) (B, A) for a batch of observations (array-like, (B, *obs) or (B,))."""
+        """Q_φ(s, ·) (B, A) for a batch of observations (array-like, ``(B, *obs)`` or ``(B,)``)."""
         obs = torch.as_tensor(
             np.asarray(observations), dtype=self.buffer.observations.dtype, device=self.device
         )

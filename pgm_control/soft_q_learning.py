@@ -139,9 +139,7 @@ class SoftQLearning(Algorithm):
         seed, device, progress, eval_every, eval_episodes: see
             :class:`~pgm_control.algorithm.Algorithm`.
 
-    Attributes:
-        q: the learned table Q[s, a], shape (S, A), a torch tensor in ``dtype``.
-        visits: n(s, a), the number of updates of each entry.
+    The learned table is :attr:`q` (S, A) and its update counts :attr:`visits`.
     """
 
     def __init__(

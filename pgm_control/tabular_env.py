@@ -62,6 +62,11 @@ class TabularEnv(gym.Env):
         return self._s, {}
 
     def step(self, action):
+        """One draw s' ~ P(·|s, a): returns (s', r(s, a, s'), terminated, truncated, {}).
+
+        ``terminated`` when s' is a terminal state of the MDP, ``truncated`` when the episode
+        reached ``max_episode_steps`` first.
+        """
         if self._s is None:
             raise RuntimeError("call reset() before step()")
         a = int(action)
