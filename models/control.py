@@ -143,6 +143,11 @@ ENUMERATION_METHODS = ("forward", "trace_enum_elbo")
 _LOG_EINSUM = "pyro.ops.einsum.torch_log"
 
 
+# ExactELBO's closed form stands in for this model; on a sparse MDP, whose rows cannot be traced
+# to check that, the estimator takes the model's word (see pgm_control.estimators).
+control_model.closed_form = "tabular_control"
+
+
 def enumerated_log_evidence(
     mdp: TabularMDP,
     *,

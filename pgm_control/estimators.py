@@ -79,6 +79,14 @@ def _check_control_model(model, mdp, kwargs, estimator: str):
             f"got {type(mdp).__name__}"
         )
     label = getattr(model, "__name__", type(model).__name__)
+    if mdp.is_sparse:  # its s' rows cannot be traced without the dense (S, A, S) table
+        if getattr(model, "closed_form", None) == "tabular_control":
+            return  # the model declares it is the tabular control model of its `mdp`
+        raise TypeError(
+            f"the {estimator!r} estimator on a sparse MDP needs a model that declares "
+            f"`closed_form = 'tabular_control'` (as pgm_control.control_model does); {label!r} "
+            "does not, and a sparse MDP's rows cannot be traced to check it"
+        )
     try:
         tables = read_guide_tables(model, mdp, **kwargs)
     except TypeError as err:

@@ -180,12 +180,14 @@ def _tables(mdp, log_policy, log_initial, log_dynamics) -> GuideTables:
     """GuideTables, with q(s₀), qₜ(s'|s,a) dropped (None) where they are the true p0, P."""
     T = mdp.horizon
     own_initial = log_initial is not None and not _same(log_initial, mdp.log_initial)
-    truth = mdp.log_transition.expand(T, -1, -1, -1)
-    own_dynamics = log_dynamics is not None and not _same(log_dynamics, truth)
+    own_dynamics = False  # a guide sharing P (None) never needs the dense (S, A, S) log P
+    if log_dynamics is not None:
+        own_dynamics = not _same(log_dynamics, mdp.log_transition.expand(T, -1, -1, -1))
     learns = own_initial or own_dynamics
     if learns:
         log_initial = mdp.log_initial if log_initial is None else log_initial
-        log_dynamics = truth if log_dynamics is None else log_dynamics
+        if log_dynamics is None:
+            log_dynamics = mdp.log_transition.expand(T, -1, -1, -1)
     return GuideTables(
         log_policy,
         log_initial if learns else None,

@@ -270,10 +270,13 @@ def fit(
             raise TypeError("`reparameterized` is set by `estimator` ('reparam' or 'score')")
     else:
         mdp = _check_mdp(mdp)
-        if mdp.is_sparse:  # the Pyro model and guides draw s' from dense (S,) rows
+        if mdp.is_sparse and not _exact_on_tables(estimator, guide):
+            # the Pyro model and guides draw s' from dense (S,) rows
             raise TypeError(
                 "`mdp` has sparse dynamics, which the Pyro model and guides cannot sample from "
-                "(they draw s' from dense rows). Fit the exact ELBO directly: "
+                "(they draw s' from dense rows). The 'exact' estimator runs on sparse MDPs with "
+                "a library family (a name in GUIDES or its instance, anything with `log_tables`)"
+                "; or fit the exact ELBO directly: "
                 "`policy_elbo(mdp, log_policy=torch.log_softmax(logits, -1))` is "
                 "differentiable on sparse MDPs; or use `mdp.to_dense()` when S²·A is small."
             )
@@ -307,6 +310,16 @@ def fit(
             except KeyboardInterrupt:
                 run.interrupted = True
     return _result(run, model_kwargs, continuous, mdp)
+
+
+def _exact_on_tables(estimator, guide) -> bool:
+    """Whether a fit needs no Pyro sampling: the exact estimator (the default) with a guide
+    whose tables come from its ``log_tables`` capability (a library family)."""
+    if estimator not in (None, "exact"):
+        return False
+    if guide is None or isinstance(guide, str):
+        return guide is None or guide in TABULAR_GUIDES
+    return callable(getattr(guide, "log_tables", None))
 
 
 class _Run:

@@ -351,8 +351,8 @@ def test_lean_posterior_matches_the_full_routines(layout, steps):
 
 def test_exact_elbo_route_on_sparse_dynamics():
     """The exact SVI objective on sparse P: at the expected-backup policy policy_elbo equals
-    optimal_elbo and its gradient in the logits vanishes (the fixed point); fit says what to
-    do instead of failing deep inside Pyro."""
+    optimal_elbo and its gradient in the logits vanishes (the fixed point); a sampling
+    estimator's fit says what to do instead of failing deep inside Pyro."""
     _, sparse = sparse_pair(5, 3, 3, 2, 6)
     best = pc.soft_value_iteration(sparse, backup="expected").policy
     logits = torch.log(best).detach().requires_grad_()
@@ -363,7 +363,7 @@ def test_exact_elbo_route_on_sparse_dynamics():
     worse = pc.policy_elbo(sparse, log_policy=torch.log_softmax(logits.detach() * 0.5, -1))
     assert worse < elbo - 1e-3
     with pytest.raises(TypeError, match="`mdp` has sparse dynamics.*policy_elbo"):
-        pc.fit(sparse, steps=2, progress=False)
+        pc.fit(sparse, estimator="score", steps=2, progress=False)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
@@ -386,3 +386,25 @@ def test_with_reward_swaps_the_reward_of_both_layouts(sparse):
     assert pc.log_evidence(mdp, temperature=0.7) != pc.log_evidence(swapped, temperature=0.7)
     with pytest.raises(ValueError, match="`reward` must have shape"):
         mdp.with_reward(torch.zeros(S, A, dtype=torch.float64))
+
+
+def test_fit_with_the_exact_estimator_runs_on_sparse_dynamics():
+    """The exact SVI route (library families, which read their tables without sampling s')
+    gives the dense route's ELBO, gap and policy; the sampling estimators and a family that
+    learns the dynamics are refused with a pointer."""
+    dense, sparse = sparse_pair(12, 3, 6, 3, 0)
+    assert sparse.is_sparse and not dense.is_sparse
+    for guide in ("tabular_time_varying", "tabular"):
+        got = pc.fit(sparse, guide, temperature=0.7, progress=False, steps=40)
+        want = pc.fit(dense, guide, temperature=0.7, progress=False, steps=40)
+        assert got.exact_elbo == pytest.approx(want.exact_elbo, abs=1e-12)
+        assert got.gap == pytest.approx(want.gap, abs=1e-12)
+        assert torch.allclose(got.policy, want.policy, rtol=0, atol=1e-12)
+        assert pc.exact_elbo(got.guide, sparse, temperature=0.7).item() == pytest.approx(
+            got.exact_elbo, abs=1e-12
+        )
+    assert pc.fit(sparse, temperature=0.7, progress=False, steps=10).gap < 1e-12
+    with pytest.raises(TypeError, match="sparse dynamics"):
+        pc.fit(sparse, "tabular", estimator="score", progress=False, steps=1)
+    with pytest.raises(TypeError, match="sparse"):
+        pc.fit(sparse, "full_posterior", progress=False, steps=1)
