@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from .rollout import rollout
 from .validation import check_int, check_optional_positive_int, check_positive_int
 
-__all__ = ["Algorithm", "LearningHistory", "make_env"]
+__all__ = ["Algorithm", "LearningHistory", "make_env", "check_discrete_learner"]
 
 
 def make_env(env, argument: str = "env") -> gym.Env:
@@ -48,6 +48,22 @@ def make_env(env, argument: str = "env") -> gym.Env:
         f"`{argument}` must be a gymnasium env or an env id such as 'CartPole-v1', "
         f"got {type(env).__name__}"
     )
+
+
+def check_discrete_learner(who: str, observation_space, action_space, dtype) -> None:
+    """The spaces and dtype of a neural learner with Discrete actions (soft DQN, AWR): Box or
+    Discrete observations, a floating ``dtype``; errors name the argument and the way out."""
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise ValueError(
+            f"`env` must have a Discrete action space for {who}, got {action_space}; "
+            "for continuous actions use soft actor-critic (pgm_control's SAC)"
+        )
+    if not isinstance(observation_space, (gym.spaces.Box, gym.spaces.Discrete)):
+        raise ValueError(
+            f"`env` must have a Box or Discrete observation space, got {observation_space}"
+        )
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"`dtype` must be a floating torch dtype, got {dtype!r}")
 
 
 def _env_spec(env: gym.Env) -> tuple[str, dict] | None:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .algorithm import Algorithm
+from .algorithm import Algorithm, check_discrete_learner
 from .networks import mlp, torch_threads
 from .replay_buffer import ReplayBuffer
 from .validation import (
@@ -164,18 +164,8 @@ class SoftDQN(Algorithm):
             env, seed=seed, device=device, progress=progress, eval_every=eval_every,
             eval_episodes=eval_episodes,
         )  # fmt: skip
-        if not isinstance(self.action_space, gym.spaces.Discrete):
-            raise ValueError(
-                f"`env` must have a Discrete action space for SoftDQN, got {self.action_space}; "
-                "for continuous actions use soft actor-critic (pgm_control's SAC)"
-            )
+        check_discrete_learner("SoftDQN", self.observation_space, self.action_space, dtype)
         obs_space = self.observation_space
-        if not isinstance(obs_space, (gym.spaces.Box, gym.spaces.Discrete)):
-            raise ValueError(
-                f"`env` must have a Box or Discrete observation space, got {obs_space}"
-            )
-        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise TypeError(f"`dtype` must be a floating torch dtype, got {dtype!r}")
         if loss not in LOSSES:
             raise ValueError(f"`loss` must be one of {LOSSES}, got {loss!r}")
         self.alpha = check_temperature(temperature)
