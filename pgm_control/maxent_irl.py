@@ -25,6 +25,23 @@ soft-optimal policy acting in the true dynamics (envelope theorem), and L equals
 log-likelihood Σₜ log πₜ(aₜ|sₜ) up to a term of mean zero. Under stochastic dynamics this is the
 model of demonstrators who act in the real env; the optimistic posterior also tilts the dynamics
 (Levine 2018, §4.1) and is exact when P and p0 are deterministic.
+
+``objective="causal"`` (with ``backup="expected"``) maximises that causal log-likelihood itself,
+the maximum-likelihood estimator of the maximum-causal-entropy model (Ziebart 2010, §5)::
+
+    L_c(ψ) = (1/N)·Σₙ Σₜ log[πψ,ₜ(aₜ|sₜ)/p(aₜ|sₜ)] = (1/N)·Σₙ Σₜ (Qₜ(sₜ,aₜ) − Vₜ(sₜ))/α
+           = L(ψ) + (1/N)·Σₙ Σₜ (E_{s'~P(·|sₜ,aₜ)}[Vₜ₊₁(s')] − Vₜ₊₁(sₜ₊₁))/α
+
+The last sum has mean zero in the true dynamics but depends on ψ, so with N sampled
+demonstrations the two estimators differ: ``"features"`` (the default) matches E_demos[Σ f],
+which carries the noise of every slip sₜ₊₁ ~ P, while ``"causal"`` conditions on the observed
+states and uses only the demonstrators' choices aₜ | sₜ. With exact expected counts the extra
+sum is exactly zero and both are the same function (the features form is then used).
+
+``prior_scale=σ`` adds a Gaussian log-prior ψ ~ N(0, σ²·I) on the parameters (MAP): the
+objective per demonstration becomes L(ψ) + log p(ψ)/N = L(ψ) − ‖ψ‖²/(2σ²·N) + const, which
+keeps a weight finite when the data never show its feature (e.g. no demonstration reaches a
+goal). Exact expected counts are the N → ∞ limit, where the prior's weight vanishes.
 """
 
 from __future__ import annotations
@@ -44,10 +61,11 @@ from .mdp import TabularMDP, _check_mdp
 from .svi import _few_threads, _small
 from .validation import check_int, check_positive_float, check_positive_int, check_temperature
 
-__all__ = ["maxent_irl", "irl_log_likelihood", "OPTIMIZERS", "BACKUPS"]
+__all__ = ["maxent_irl", "irl_log_likelihood", "OPTIMIZERS", "BACKUPS", "OBJECTIVES"]
 
 OPTIMIZERS = ("lbfgs", "adam", "sgd")
 BACKUPS = ("optimistic", "expected")
+OBJECTIVES = ("features", "causal")
 _DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 0.1}
 
 
@@ -163,6 +181,50 @@ def _log_likelihood(mdp, r, counts, ends, alpha, backup, data_term=None):
     return data - log_z
 
 
+def _is_exact_counts(demonstrations) -> bool:
+    """Whether ``demonstrations`` are exact expected counts ρ (a float tensor), not samples."""
+    return isinstance(demonstrations, torch.Tensor) and demonstrations.is_floating_point()
+
+
+def _choice_counts(mdp: TabularMDP, demonstrations) -> torch.Tensor:
+    """ĉₜ(s,a) = (1/N)·Σₙ 1[sₜ=s, aₜ=a] over observed steps (T, S, A): the causal data."""
+    S, A, T = mdp.num_states, mdp.num_actions, mdp.horizon
+    demos = as_demonstrations(demonstrations).check(mdp)
+    N = demos.num_demonstrations
+    t = torch.arange(T, device=mdp.device)
+    flat = (t * S + demos.states[:, :-1]) * A + demos.actions
+    w = demos.step_weights(mdp.float_dtype).to(mdp.device)
+    c = torch.zeros(T * S * A, dtype=mdp.float_dtype, device=mdp.device)
+    c = c.index_add(0, flat.reshape(-1), w.reshape(-1)).view(T, S, A) / N
+    forbidden = (c > 0) & torch.isinf(mdp.log_action_prior)
+    if forbidden.any():
+        _, s, a = torch.nonzero(forbidden)[0].tolist()
+        raise ValueError(
+            f"`demonstrations` take action {a} in state {s}, which the MDP's action prior "
+            "forbids (p(a|s) = 0): their causal likelihood is −inf"
+        )
+    return c
+
+
+def _causal_log_likelihood(mdp, r, choices, alpha):
+    """L_c(ψ) = Σₜ Σ_{s,a} ĉₜ(s,a)·(Qₜ(s,a) − Vₜ(s))/α, the expected backup's messages."""
+    q_scaled, v_scaled = _backward(_with_reward(mdp, r), alpha, "expected")
+    log_ratio = q_scaled - v_scaled[:-1, :, None]  # log πₜ(a|s)/p(a|s)
+    return torch.where(choices > 0, choices * log_ratio, torch.zeros_like(log_ratio)).sum()
+
+
+def _check_objective(objective, backup):
+    if objective not in OBJECTIVES:
+        raise ValueError(f"`objective` must be one of {OBJECTIVES}, got {objective!r}")
+    if objective == "causal" and backup != "expected":
+        raise ValueError(
+            "`objective='causal'` is the likelihood of the maximum causal entropy model: use it "
+            "with `backup='expected'` (the optimistic posterior's likelihood is "
+            "`objective='features'`)"
+        )
+    return objective
+
+
 def irl_log_likelihood(
     mdp: TabularMDP,
     reward: torch.Tensor,
@@ -170,12 +232,16 @@ def irl_log_likelihood(
     *,
     temperature: float = 1.0,
     backup: str = "optimistic",
+    objective: str = "features",
 ) -> torch.Tensor:
     """L(r) = (1/N)·Σₙ log p(τₙ | O, r) + const, the MaxEnt IRL objective of a reward table.
 
     ``L = E_demos[Σₜ r(sₜ,aₜ,sₜ₊₁)]/α − log p(O | r)`` (``backup="optimistic"``; Levine 2018,
     IRL lecture) or ``− Σ_s p0·V₀/α`` (``"expected"``, Ziebart 2010). Differentiable in
-    ``reward``: ∂L/∂r(s,a,s') = (empirical − expected counts)/α.
+    ``reward``: ∂L/∂r(s,a,s') = (empirical − expected counts)/α. ``objective="causal"``
+    (``backup="expected"`` only) gives ``L_c = (1/N)·Σₙ Σₜ log πᵣ,ₜ(aₜ|sₜ)/p(aₜ|sₜ)`` instead,
+    the causal log-likelihood of the demonstrators' choices (module docstring); for exact
+    expected counts it equals L.
 
     Args:
         mdp: supplies P, p0, T and the action prior (its reward is ignored).
@@ -184,6 +250,7 @@ def irl_log_likelihood(
             exact expected counts ρ (S, A, S).
         temperature: α > 0.
         backup: "optimistic" or "expected".
+        objective: "features" (L) or "causal" (L_c; with ``backup="expected"``).
 
     Returns:
         A scalar in the MDP's dtype (nats per demonstration).
@@ -191,8 +258,11 @@ def irl_log_likelihood(
     mdp = _check_mdp(mdp)
     alpha = check_temperature(temperature)
     backup = _check_backup(backup)
-    counts, ends = _expert_statistics(mdp, demonstrations)
+    objective = _check_objective(objective, backup)
     r = _as_table(torch.as_tensor(reward, device=mdp.device), mdp, "`reward`")
+    if objective == "causal" and not _is_exact_counts(demonstrations):
+        return _causal_log_likelihood(mdp, r, _choice_counts(mdp, demonstrations), alpha)
+    counts, ends = _expert_statistics(mdp, demonstrations)
     return _log_likelihood(mdp, r, counts, ends, alpha, backup)
 
 
@@ -235,6 +305,8 @@ def maxent_irl(
     *,
     temperature: float = 1.0,
     backup: str = "optimistic",
+    objective: str = "features",
+    prior_scale: float | None = None,
     steps: int = 200,
     optimizer: str = "lbfgs",
     lr: float | None = None,
@@ -265,11 +337,23 @@ def maxent_irl(
         temperature: α > 0 of p(O=1|·) = exp(r/α).
         backup: "optimistic" (log p(O|ψ), the lecture's posterior; exact for deterministic
             P and p0) or "expected" (maximum causal entropy, Ziebart 2010; imitation's model).
+        objective: "features" (default): L(ψ), whose optimum matches the demonstrations'
+            feature counts. "causal" (``backup="expected"`` only): the causal log-likelihood
+            L_c(ψ) = (1/N)·Σₙ Σₜ log πψ,ₜ(aₜ|sₜ)/p(aₜ|sₜ), the maximum-likelihood estimator of
+            the maximum causal entropy model, which conditions on the observed states; under
+            stochastic dynamics its estimate from sampled demonstrations is far less noisy (it
+            ignores which way each slip went). Equal to "features" for exact expected counts.
+        prior_scale: σ > 0 of a Gaussian log-prior ψ ~ N(0, σ²·I) on the reward's parameters
+            (MAP): the objective becomes L(ψ) − ‖ψ‖²/(2σ²·N) for N demonstrations, which keeps
+            weights finite when a feature is never seen. None (default): no prior (MLE). Not
+            for exact expected counts (N = ∞, where the prior's weight is zero).
         steps: optimisation steps (LBFGS: one iteration with a strong-Wolfe line search).
         optimizer: "lbfgs" (default; L is concave for a linear reward), "adam" or "sgd".
         lr: learning rate; default 1.0 (lbfgs), 0.05 (adam), 0.1 (sgd).
         tol: stop once the feature residual ‖E_demos[f] − E_ψ[f]‖_∞ ≤ tol (for a neural
-            reward: of the (s, a, s') counts).
+            reward: of the (s, a, s') counts); with ``objective="causal"`` or a prior, once
+            α·‖∇ objective‖_∞ ≤ tol (the stationarity residual, which is what
+            ``history["feature_residual"]`` then holds).
         seed: seeds the torch RNG (forked, the caller's is restored) while a neural reward
             runs (dropout); a linear reward starts at ψ = 0 and uses no randomness.
         progress: show a tqdm bar; Ctrl-C returns the last completed step. Small tables
@@ -299,8 +383,21 @@ def maxent_irl(
     if not tol >= 0:
         raise ValueError(f"`tol` must be >= 0, got {tol}")
     seed = check_int("seed", seed)
+    objective = _check_objective(objective, backup)
+    if prior_scale is not None:
+        prior_scale = check_positive_float("prior_scale", prior_scale)
+        if _is_exact_counts(demonstrations):
+            raise ValueError(
+                "`prior_scale` needs sampled demonstrations (its weight is 1/N); exact expected "
+                "counts are the N → ∞ limit, where the prior has no effect: leave it None"
+            )
     features = _check_features(features, mdp)
     counts, ends = _expert_statistics(mdp, demonstrations)
+    causal = objective == "causal" and not _is_exact_counts(demonstrations)
+    if causal:
+        choices = _choice_counts(mdp, demonstrations)
+    if prior_scale is not None:
+        num_demos = as_demonstrations(demonstrations).num_demonstrations
     linear = not isinstance(features, torch.nn.Module)
     model = _Linear(features).to(mdp.device) if linear else features
     states = torch.arange(mdp.num_states, device=mdp.device)
@@ -317,8 +414,14 @@ def maxent_irl(
         r = reward_table()
         if not linear:
             r.retain_grad()
-        data = (model.weights @ mu_hat) / alpha if linear else None
-        L = _log_likelihood(mdp, r, counts, ends, alpha, backup, data_term=data)
+        if causal:
+            L = _causal_log_likelihood(mdp, r, choices, alpha)
+        else:
+            data = (model.weights @ mu_hat) / alpha if linear else None
+            L = _log_likelihood(mdp, r, counts, ends, alpha, backup, data_term=data)
+        if prior_scale is not None:  # log p(ψ)/N, ψ ~ N(0, σ²·I)
+            sq = sum((p * p).sum() for p in trainable)
+            L = L - sq / (2 * prior_scale**2 * num_demos)
         if not torch.isfinite(L):
             raise FloatingPointError(f"L(ψ) became {L.item()}; lower `lr` or check `features`")
         (-L).backward()
@@ -412,5 +515,6 @@ def maxent_irl(
         seconds=seconds, algorithm="maxent_irl", temperature=alpha, backup=backup,
         reward_model=None if linear else model,
         extra={"interrupted": interrupted, "converged": converged, "optimizer": optimizer,
-               "lr": lr, "evaluations": evaluations[0]},
+               "lr": lr, "evaluations": evaluations[0], "objective": objective,
+               "prior_scale": prior_scale},
     )  # fmt: skip
