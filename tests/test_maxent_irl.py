@@ -93,6 +93,64 @@ def test_causal_likelihood_equals_the_expected_policy_log_likelihood_by_enumerat
     assert got.item() == pytest.approx(expected, abs=1e-10)
 
 
+def _causal_log_ratio_by_loops(mdp, reward, alpha):
+    """log πₜ(a|s)/p(a|s) = (Qₜ − Vₜ)/α of the expected soft backup, by plain loops (numpy):
+    Qₜ(s,a) = Σ_s' P(s'|s,a)·(r(s,a,s') + Vₜ₊₁(s')), Vₜ(s) = α·log Σₐ p(a|s)·exp(Qₜ(s,a)/α)."""
+    P, prior = mdp.transition.numpy(), mdp.action_prior.numpy()
+    r = np.broadcast_to(reward.numpy().reshape(reward.shape + (1,) * (3 - reward.ndim)), P.shape)
+    S, A, T = mdp.num_states, mdp.num_actions, mdp.horizon
+    out, v_next = np.zeros((T, S, A)), np.zeros(S)
+    for t in reversed(range(T)):
+        q = np.array([[sum(P[s, a, x] * (r[s, a, x] + v_next[x]) for x in range(S))
+                       for a in range(A)] for s in range(S)])  # fmt: skip
+        v = np.array([alpha * math.log(sum(prior[s, a] * math.exp(q[s, a] / alpha)
+                                          for a in range(A))) for s in range(S)])  # fmt: skip
+        out[t], v_next = (q - v[:, None]) / alpha, v
+    return out
+
+
+@pytest.mark.parametrize("early_ends", [False, True])
+def test_causal_likelihood_equals_the_demonstrators_log_policy_ratio(early_ends):
+    """objective="causal": L_c = (1/N)·Σₙ Σ_{t<kₙ} log πₜ(aₜ|sₜ)/p(aₜ|sₜ), Q and V by loops."""
+    mdp = _tiny()
+    demos = _demos_with_early_ends(mdp) if early_ends else sample_demonstrations(
+        mdp, pc.soft_value_iteration(mdp).policy, 5, seed=1
+    )  # fmt: skip
+    reward = torch.randn(2, 2, 2, dtype=F64, generator=torch.Generator().manual_seed(3))
+    got = irl_log_likelihood(mdp, reward, demos, temperature=0.6, backup="expected",
+                             objective="causal")  # fmt: skip
+    log_ratio = _causal_log_ratio_by_loops(mdp, reward, 0.6)
+    expected = np.mean([
+        sum(log_ratio[t, demos.states[n, t], demos.actions[n, t]]
+            for t in range(int(demos.lengths[n])))
+        for n in range(len(demos))
+    ])  # fmt: skip
+    assert got.item() == pytest.approx(expected, abs=1e-10)
+
+
+def test_causal_likelihood_averages_to_the_features_form_by_enumeration():
+    """E_τ~expert[L_c(τ)] over every trajectory = L(exact counts): the two objectives differ per
+    sample by Σₜ (E_{s'}[Vₜ₊₁] − Vₜ₊₁(sₜ₊₁))/α, which has mean zero but is not zero."""
+    mdp = _tiny()
+    alpha = 0.7
+    hidden = torch.randn(2, 2, dtype=F64, generator=torch.Generator().manual_seed(2))
+    expert = pc.soft_value_iteration(mdp.replace(reward=hidden), backup="expected").policy
+    reward = torch.randn(2, 2, 2, dtype=F64, generator=torch.Generator().manual_seed(5))
+    kw = dict(temperature=alpha, backup="expected")
+    mean, differs = 0.0, False
+    for s_seq, a_seq, _, _, _, q in table(mdp, alpha, expert.numpy()):
+        one = (torch.tensor([s_seq]), torch.tensor([a_seq]))
+        causal = irl_log_likelihood(mdp, reward, one, objective="causal", **kw).item()
+        mean += q * causal
+        differs |= abs(causal - irl_log_likelihood(mdp, reward, one, **kw).item()) > 1e-3
+    exact = expected_counts(mdp, expert)
+    assert mean == pytest.approx(irl_log_likelihood(mdp, reward, exact, **kw).item(), abs=1e-10)
+    assert differs  # per sample the estimators are different functions of ψ
+    # with exact counts the causal objective is the features form itself
+    got = irl_log_likelihood(mdp, reward, exact, objective="causal", **kw)
+    assert got.item() == irl_log_likelihood(mdp, reward, exact, **kw).item()
+
+
 def _expected_counts_by_marginals(mdp, reward, alpha, backup):
     """Σₜ p(sₜ,aₜ,sₜ₊₁ | O) from the forward–backward marginals, or Σₜ dₜ·π·P."""
     m = mdp.replace(reward=reward)
@@ -145,6 +203,64 @@ def test_gradient_equals_central_finite_differences(backup, shape):
     assert torch.allclose(grad, fd, atol=1e-7, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [F64, F32])
+def test_causal_gradient_equals_central_finite_differences(dtype):
+    """∂L_c/∂ψ by autograd through the expected backup = central differences (in float64)."""
+    mdp = pc.random_mdp(4, 2, 4, seed=3)
+    d = sample_demonstrations(mdp, pc.soft_value_iteration(mdp).policy, 8, seed=0)
+    mask = torch.arange(4).expand(8, -1) < torch.tensor([4, 4, 3, 1, 2, 4, 0, 4])[:, None]
+    demos = Demonstrations(d.states, d.actions, mask)
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(4, 2, 4, 3, dtype=F64, generator=g)
+    psi = torch.randn(3, dtype=F64, generator=g)
+    kw = dict(temperature=0.6, backup="expected", objective="causal")
+    w = psi.to(dtype).requires_grad_(True)
+    L = irl_log_likelihood(mdp.to(dtype=dtype), feats.to(dtype) @ w, demos, **kw)
+    (grad,) = torch.autograd.grad(L, w)
+    assert grad.dtype == dtype
+    h, fd = 1e-6, torch.zeros(3, dtype=F64)
+    for i in range(3):
+        e = torch.zeros(3, dtype=F64)
+        e[i] = h
+        up = irl_log_likelihood(mdp, feats @ (psi + e), demos, **kw)
+        dn = irl_log_likelihood(mdp, feats @ (psi - e), demos, **kw)
+        fd[i] = (up - dn) / (2 * h)
+    atol = 1e-7 if dtype == F64 else 1e-4
+    assert torch.allclose(grad.double(), fd, atol=atol, rtol=1e-6)
+
+
+@pytest.mark.parametrize("objective", ["features", "causal"])
+def test_map_optimum_balances_the_score_and_the_gaussian_prior(objective):
+    """prior_scale=σ: at the MAP ψ the score equals ψ/(σ²·N). The score comes from an
+    independent route: the features form's residual (μ̂ − μ_ψ)/α with μ_ψ from
+    expected_counts of the learned policy, or central differences of L_c."""
+    truth, feats = _random_problem("expected")
+    alpha, sigma = 0.5, 0.3
+    expert = pc.soft_value_iteration(truth, temperature=alpha, backup="expected").policy
+    demos = sample_demonstrations(truth, expert, 40, seed=1)
+    blind = truth.replace(reward=torch.zeros_like(truth.reward))
+    kw = dict(temperature=alpha, backup="expected", objective=objective)
+    res = maxent_irl(blind, feats, demos, prior_scale=sigma, steps=200, progress=False, **kw)
+    psi = res.params["weights"]
+    assert res.extra["prior_scale"] == sigma and res.feature_residual[-1] <= 1e-7
+    if objective == "features":
+        mu_hat = demos.feature_expectations(feats[:, :, None, :].expand(25, 4, 25, 6))
+        mu = torch.einsum("sax,saf->f", expected_counts(blind, res.policy), feats)
+        score = (mu_hat - mu) / alpha
+    else:
+        score, h = torch.zeros(6, dtype=F64), 1e-6
+        for i in range(6):
+            e = torch.zeros(6, dtype=F64)
+            e[i] = h
+            up = irl_log_likelihood(blind, feats @ (psi + e), demos, **kw)
+            dn = irl_log_likelihood(blind, feats @ (psi - e), demos, **kw)
+            score[i] = (up - dn) / (2 * h)
+    assert torch.allclose(score, psi / (sigma**2 * 40), atol=1e-6)
+    # the prior shrinks: the MLE's weights are larger
+    mle = maxent_irl(blind, feats, demos, steps=200, progress=False, **kw).params["weights"]
+    assert psi.norm() < mle.norm()
+
+
 # ------------------------------------------------------------------ acceptance
 def _occupancy_kl(mdp, expert, learned):
     """Σₜ Σ_s dₜᴱ(s)·KL(πᴱₜ(·|s) ‖ πᴸₜ(·|s)) = KL of the two trajectory distributions."""
@@ -168,11 +284,14 @@ def _random_problem(backup):
     return mdp.replace(reward=feats @ weights), feats
 
 
-def _frozenlake_problem(backup):
+def _frozenlake_problem(backup, horizon=24):
     """FrozenLake 8x8 (slippery for the causal model, not for the optimistic posterior) with a
-    hidden reward +2 per step on the goal, −1 in a hole, on state features [goal, hole, 1]."""
+    hidden reward +2 per step on the goal, −1 in a hole, on state features [goal, hole, 1].
+    (The constant feature adds T to every return: its weight is not identifiable and stays 0.)"""
     slippery = backup == "expected"
-    mdp = pc.TabularMDP.from_gymnasium("FrozenLake-v1", 24, map_name="8x8", is_slippery=slippery)
+    mdp = pc.TabularMDP.from_gymnasium(
+        "FrozenLake-v1", horizon, map_name="8x8", is_slippery=slippery
+    )
     desc = np.asarray(mdp.desc).astype(str).reshape(-1)
     feats = torch.tensor(np.stack([desc == "G", desc == "H", np.ones(64, bool)], -1), dtype=F64)
     assert feats[:, :2].sum() == 11  # 1 goal, 10 holes
@@ -188,9 +307,9 @@ def _frozenlake_problem(backup):
 )  # fmt: skip
 def test_acceptance_recovers_the_hidden_reward(problem, backup, sampled):
     """Exact expert statistics: residual ≤ 1e-4 and KL ≤ 1e-4; 500 demonstrations: KL ≤ 0.02
-    and the true return within 2%. Slippery FrozenLake 8x8 (T = 24) is held to the exact
-    targets only: its expert reaches the goal in few of 500 episodes and the sampled KL
-    measured 0.006–0.06 over seeds (see the README)."""
+    and the true return within 2%. Slippery FrozenLake 8x8 at T = 24 is held to the exact
+    targets only: its expert reaches the goal with probability < 1e-3 (0–1 of 500 episodes);
+    its sampled case is the next test, at T = 100 (see the README)."""
     truth, feats = problem(backup)
     alpha = 0.5
     expert = pc.soft_value_iteration(truth, temperature=alpha, backup=backup).policy
@@ -215,6 +334,36 @@ def test_acceptance_recovers_the_hidden_reward(problem, backup, sampled):
     assert abs(r_learned - r_expert) <= 0.02 * abs(r_expert)
     # the likelihood climbs (LBFGS with a strong-Wolfe line search never goes down)
     assert np.all(np.diff(res.log_likelihood) >= -1e-9)
+
+
+@pytest.mark.slow
+def test_acceptance_slippery_frozenlake_from_500_demonstrations():
+    """Slippery FrozenLake 8x8, T = 100 (the expert reaches the goal with probability 0.49; at
+    T = 24 with < 1e-3): exact counts give residual ≤ 1e-4 and KL ≤ 1e-4; 500 demonstrations
+    with the causal likelihood (the maximum causal entropy model's MLE) give KL ≤ 0.02 and the
+    true return within 2%. The feature-matching estimator on the same demonstrations is off
+    by far more: its goal counts carry the noise of every slip (README, "Inverse RL")."""
+    truth, feats = _frozenlake_problem("expected", horizon=100)
+    alpha = 0.5
+    expert = pc.soft_value_iteration(truth, temperature=alpha, backup="expected").policy
+    goal = int(feats[:, 0].argmax())
+    assert 0.45 < pc.policy_state_distribution(truth, expert)[-1, goal].item() < 0.55
+    blind = truth.replace(reward=torch.zeros_like(truth.reward))
+    kw = dict(temperature=alpha, backup="expected", steps=300, progress=False)
+    exact = maxent_irl(blind, feats, expected_counts(truth, expert), objective="causal", **kw)
+    assert exact.feature_residual[-1] <= 1e-4
+    assert _occupancy_kl(truth, expert, exact.policy) <= 1e-4
+    demos = sample_demonstrations(truth, expert, 500, seed=0)
+    assert 200 < int((demos.states[:, -1] == goal).sum()) < 300
+    res = maxent_irl(blind, feats, demos, objective="causal", **kw)
+    assert res.feature_residual[-1] <= 1e-4 and res.extra["objective"] == "causal"
+    assert _occupancy_kl(truth, expert, res.policy) <= 0.02
+    r_expert, r_learned = _true_return(truth, expert), _true_return(truth, res.policy)
+    assert abs(r_learned - r_expert) <= 0.02 * abs(r_expert)
+    assert np.all(np.diff(res.log_likelihood) >= -1e-9)
+    # the natural contrast: feature matching on the same 500 demonstrations (measured KL 0.79)
+    matched = maxent_irl(blind, feats, demos, **kw)
+    assert _occupancy_kl(truth, expert, matched.policy) > 0.1
 
 
 # ------------------------------------------------------------------ the learner's surface
@@ -309,3 +458,16 @@ def test_bad_inputs_name_the_argument():
         maxent_irl(mdp, feats, demos, temperature=0.0, progress=False)
     with pytest.raises(ValueError, match=r"reward module returned shape \(4, 3\)"):
         maxent_irl(mdp, torch.nn.Embedding(4, 3).double(), demos, progress=False)
+    with pytest.raises(ValueError, match="`objective` must be one of"):
+        maxent_irl(mdp, feats, demos, objective="joint", progress=False)
+    with pytest.raises(ValueError, match="`objective='causal'` .* `backup='expected'`"):
+        maxent_irl(mdp, feats, demos, objective="causal", progress=False)
+    with pytest.raises(ValueError, match="`prior_scale`"):
+        maxent_irl(mdp, feats, demos, prior_scale=0.0, progress=False)
+    rho = expected_counts(mdp, pc.soft_value_iteration(mdp).policy)
+    with pytest.raises(ValueError, match="`prior_scale` needs sampled demonstrations"):
+        maxent_irl(mdp, feats, rho, prior_scale=1.0, progress=False)
+    no_a1 = mdp.replace(action_prior=torch.tensor([[1.0, 0.0]] * 4, dtype=F64))
+    with pytest.raises(ValueError, match="take action 1 in state .* forbids"):
+        irl_log_likelihood(no_a1, torch.zeros(4), (demos.states, demos.actions * 0 + 1),
+                           backup="expected", objective="causal")  # fmt: skip
