@@ -27,7 +27,7 @@ model of demonstrators who act in the real env; the optimistic posterior also ti
 (Levine 2018, §4.1) and is exact when P and p0 are deterministic.
 
 ``objective="causal"`` (with ``backup="expected"``) maximises that causal log-likelihood itself,
-the maximum-likelihood estimator of the maximum-causal-entropy model (Ziebart 2010, §5)::
+the maximum-likelihood estimator of the maximum-causal-entropy model (Ziebart 2010)::
 
     L_c(ψ) = (1/N)·Σₙ Σₜ log[πψ,ₜ(aₜ|sₜ)/p(aₜ|sₜ)] = (1/N)·Σₙ Σₜ (Qₜ(sₜ,aₜ) − Vₜ(sₜ))/α
            = L(ψ) + (1/N)·Σₙ Σₜ (E_{s'~P(·|sₜ,aₜ)}[Vₜ₊₁(s')] − Vₜ₊₁(sₜ₊₁))/α
@@ -36,7 +36,9 @@ The last sum has mean zero in the true dynamics but depends on ψ, so with N sam
 demonstrations the two estimators differ: ``"features"`` (the default) matches E_demos[Σ f],
 which carries the noise of every slip sₜ₊₁ ~ P, while ``"causal"`` conditions on the observed
 states and uses only the demonstrators' choices aₜ | sₜ. With exact expected counts the extra
-sum is exactly zero and both are the same function (the features form is then used).
+sum is exactly zero and both are the same function (the features form is then used). L_c
+need not be concave in ψ (a difference of convex soft values); LBFGS reached a zero gradient
+on every problem measured (README, "Inverse RL: MaxEnt IRL").
 
 ``prior_scale=σ`` adds a Gaussian log-prior ψ ~ N(0, σ²·I) on the parameters (MAP): the
 objective per demonstration becomes L(ψ) + log p(ψ)/N = L(ψ) − ‖ψ‖²/(2σ²·N) + const, which
@@ -352,8 +354,9 @@ def maxent_irl(
         lr: learning rate; default 1.0 (lbfgs), 0.05 (adam), 0.1 (sgd).
         tol: stop once the feature residual ‖E_demos[f] − E_ψ[f]‖_∞ ≤ tol (for a neural
             reward: of the (s, a, s') counts); with ``objective="causal"`` or a prior, once
-            α·‖∇ objective‖_∞ ≤ tol (the stationarity residual, which is what
-            ``history["feature_residual"]`` then holds).
+            α·‖∇ψ objective‖_∞ ≤ tol (the stationarity residual, which is what
+            ``history["feature_residual"]`` then holds; for a neural reward it is the
+            likelihood's gradient in the table r, which a prior keeps off zero).
         seed: seeds the torch RNG (forked, the caller's is restored) while a neural reward
             runs (dropout); a linear reward starts at ψ = 0 and uses no randomness.
         progress: show a tqdm bar; Ctrl-C returns the last completed step. Small tables
