@@ -12,11 +12,13 @@ so the mean log-likelihood of N demonstrations is, up to the ψ-free dynamics te
     ∇ψL  = E_demos[Σₜ ∇ψ r_ψ]/α − E_{p(τ|O,ψ)}[Σₜ ∇ψ r_ψ]/α
 
 because ∂ log p(O|ψ)/∂r(s,a,s') = (1/α)·Σₜ p(sₜ=s, aₜ=a, sₜ₊₁=s' | O, ψ). log p(O | ψ) is the
-library's backward messages (:func:`pgm_control.log_evidence`); the gradient is autograd
-through them. Its independent route — expected features from the forward–backward marginals
-(:func:`pgm_control.state_action_marginals`, :func:`pgm_control.posterior_dynamics`) — is what
-the tests compare it with. For a linear reward r_ψ = ψ·f the gradient is the feature residual
-(μ̂ − μ_ψ)/α and L is concave: the optimum matches the expert's feature expectations.
+library's backward messages (:func:`pgm_control.log_evidence`). The gradient has two routes:
+autograd through those messages (:func:`irl_log_likelihood`, a neural reward, masked
+demonstrations), and — the learner's default for a linear reward — the expected features
+from the forward–backward marginals, contracted without an autograd graph
+(:func:`pgm_control.irl_marginals.log_normaliser_and_counts`); the tests hold one against the
+other. For a linear reward r_ψ = ψ·f the gradient is the feature residual (μ̂ − μ_ψ)/α and L
+is concave: the optimum matches the expert's feature expectations.
 
 ``backup="expected"`` swaps log p(O | ψ) for the best ELBO Σ_s p0(s)·V₀(s)/α of the expected
 backup (:func:`pgm_control.optimal_elbo`): Ziebart 2010's maximum *causal* entropy IRL, the
@@ -45,7 +47,7 @@ from .mdp import TabularMDP, _check_mdp
 from .svi import _few_threads, _small
 from .validation import check_int, check_positive_float, check_positive_int, check_temperature
 
-__all__ = ["maxent_irl", "irl_log_likelihood", "OPTIMIZERS", "BACKUPS"]
+__all__ = ["maxent_irl", "irl_log_likelihood", "OPTIMIZERS", "BACKUPS", "GRADIENTS"]
 
 OPTIMIZERS = ("lbfgs", "adam", "sgd")
 BACKUPS = ("optimistic", "expected")

@@ -333,7 +333,7 @@ def _few_successors_mdp(S, A, T, successors, seed, dtype=F64):
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("shape", ["S", "SA", "SAS"])
 @pytest.mark.parametrize("backup", ["optimistic", "expected"])
-def test_counts_from_the_marginals_equal_autograd_through_the_messages(backup, shape, sparse, dtype):
+def test_marginal_counts_equal_autograd_through_the_messages(backup, shape, sparse, dtype):
     """log Z and ρ = α·∂ log Z/∂r of ``log_normaliser_and_counts`` (forward–backward marginals,
     no graph) against autograd through ``log_evidence`` / ``optimal_elbo`` (the backward
     messages), for r(s), r(s, a) and r(s, a, s'), on dense and sparse dynamics."""
