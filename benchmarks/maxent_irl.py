@@ -14,7 +14,8 @@ imitation's time per iteration". An iteration is one optimiser step: ours is an 
 the previous search's end, served cached), imitation's an Adam step (one evaluation). Also
 printed: our time per evaluation, and per Adam step (``optimizer="adam"``, imitation's own
 optimiser and lr, a fixed number of steps: like for like). Each side is timed after a warm-up
-(first-call imports), as the median over ``--repeats`` runs of the mean time per iteration.
+(first-call imports), as the median over ``--repeats`` paired runs (ours, then imitation's,
+in turn) of the mean time per iteration.
 
     python benchmarks/maxent_irl.py                 # both learners (makes imitation's venv once)
     python benchmarks/maxent_irl.py --repeats 3     # median of 3 timed runs per side
@@ -92,8 +93,8 @@ def state_occupancy(mdp, policy):
     return pc.policy_state_distribution(mdp, policy).sum(0).numpy()
 
 
-def solve_ours(tables, steps, tol, threads, repeats=1, adam_steps=0, adam_lr=0.1):
-    """(truth, expert, LBFGS results (one per repeat), Adam results), timed after a warm-up."""
+def prepare_ours(tables, threads):
+    """(truth, expert, the learner's arguments) of one problem, and a warm-up run."""
     P = torch.as_tensor(tables["transition"], dtype=F64)
     S = P.shape[0]
     truth = pc.TabularMDP(P, torch.as_tensor(tables["reward"], dtype=F64)[:, None].expand(S, 4),
@@ -104,16 +105,18 @@ def solve_ours(tables, steps, tol, threads, repeats=1, adam_steps=0, adam_lr=0.1
     features = torch.as_tensor(tables["observation"], dtype=F64)
     torch.set_num_threads(threads)
     rho = expected_counts(truth, expert)
+    pc.maxent_irl(blind, features, rho, steps=2, backup="expected", progress=False)  # imports
+    return truth, expert, (blind, features, rho)
+
+
+def solve_ours(problem, steps, tol, adam_steps=0, adam_lr=0.1):
+    """(the LBFGS result, the Adam result or None): ``maxent_irl`` timed on one problem."""
     kw = dict(backup="expected", progress=False)
-    pc.maxent_irl(blind, features, rho, steps=2, **kw)  # warm-up: first-call imports
-    runs = [pc.maxent_irl(blind, features, rho, steps=steps, tol=tol, **kw) for _ in range(repeats)]
-    adam = [
-        pc.maxent_irl(
-            blind, features, rho, steps=adam_steps, tol=0.0, optimizer="adam", lr=adam_lr, **kw
-        )  # fmt: skip
-        for _ in range(repeats if adam_steps else 0)
-    ]
-    return truth, expert, runs, adam
+    lbfgs = pc.maxent_irl(*problem, steps=steps, tol=tol, **kw)
+    if not adam_steps:
+        return lbfgs, None
+    adam = pc.maxent_irl(*problem, steps=adam_steps, tol=0.0, optimizer="adam", lr=adam_lr, **kw)
+    return lbfgs, adam
 
 
 def _per_step(res):
@@ -144,30 +147,38 @@ def run(args):
             print(f"imitation unavailable ({str(exc).splitlines()[0]}); running without it")
             python = None
     ok = True
-    ours, jobs = {}, {}
+    prepared, jobs = {}, {}
     for name in names:
         t = tables[name]
-        truth, expert, runs, adam = solve_ours(
-            t, args.steps, args.tol, args.threads, args.repeats, args.adam_steps, args.peer_lr
-        )
+        truth, expert, problem = prepare_ours(t, args.threads)
         om_expert = state_occupancy(truth, expert)
-        om_ours = state_occupancy(truth, runs[0].policy)
-        ours[name] = (om_expert, om_ours, runs, adam)
+        prepared[name] = (truth, om_expert, problem)
         jobs[name] = {
             "transition": t["transition"], "initial": t["initial"], "horizon": t["horizon"],
             "observation": t["observation"], "demo_state_om": om_expert, "lr": args.peer_lr,
             "max_iter": args.peer_iters, "linf_eps": args.peer_linf,
         }  # fmt: skip
-    peers = [{}]
-    if python is not None:
-        peers = [run_mce_irl(jobs, python, threads=args.threads) for _ in range(args.repeats)]
-    peer = peers[0]
+    runs = {name: [] for name in names}
+    adams = {name: [] for name in names}
+    peers = []
+    for _ in range(args.repeats):  # paired runs: ours, then imitation's, under the same load
+        for name in names:
+            lbfgs, adam = solve_ours(
+                prepared[name][2], args.steps, args.tol, args.adam_steps, args.peer_lr
+            )
+            runs[name].append(lbfgs)
+            if adam is not None:
+                adams[name].append(adam)
+        if python is not None:
+            peers.append(run_mce_irl(jobs, python, threads=args.threads))
+    peer = peers[0] if peers else {}
     for name in names:
-        om_expert, om_ours, runs, adam = ours[name]
-        res = runs[0]
+        truth, om_expert, _ = prepared[name]
+        res, adam = runs[name][0], adams[name]
+        om_ours = state_occupancy(truth, res.policy)
         steps = max(res.steps - 1, 1)
-        per_step = float(np.median([_per_step(r)[0] for r in runs]))
-        per_eval = float(np.median([_per_step(r)[1] for r in runs]))
+        per_step = float(np.median([_per_step(r)[0] for r in runs[name]]))
+        per_eval = float(np.median([_per_step(r)[1] for r in runs[name]]))
         per_adam = float(np.median([_per_step(r)[0] for r in adam])) if adam else float("nan")
         S = len(om_expert)
         label = {"cliffworld": "CliffWorld 7x4", "random500": "random MDP, 8 features"}[name]
@@ -211,9 +222,8 @@ def run(args):
             print(f"  {'PASS' if like <= 0.3 else 'FAIL'}: time per Adam step {like:.2f}× "
                   "imitation's (≤ 0.3×, like for like)")  # fmt: skip
         if args.repeats > 1:
-            ratios = [
-                _per_step(r)[0] / np.mean(q[name]["step_seconds"]) for r, q in zip(runs, peers)
-            ]
+            pairs = zip(runs[name], peers)
+            ratios = [_per_step(r)[0] / np.mean(q[name]["step_seconds"]) for r, q in pairs]
             print(f"  per-iteration ratio over the {args.repeats} paired runs: "
                   f"{min(ratios):.2f}–{max(ratios):.2f}×")  # fmt: skip
     print(f"\noverall: {'PASS' if ok else 'FAIL'}")

@@ -32,7 +32,9 @@ from .mdp import TabularMDP
 __all__ = ["log_normaliser_and_counts"]
 
 
-def log_normaliser_and_counts(mdp: TabularMDP, alpha: float, backup: str, reward_ndim: int):
+def log_normaliser_and_counts(
+    mdp: TabularMDP, alpha: float, backup: str, reward_ndim: int, log_prior=None
+):
     """(log Z, expected counts ρ) of ``mdp``'s reward, ρ summed down to the reward's arguments.
 
     Args:
@@ -41,14 +43,18 @@ def log_normaliser_and_counts(mdp: TabularMDP, alpha: float, backup: str, reward
         alpha: temperature α > 0.
         backup: "optimistic" (log Z = log p(O)) or "expected" (log Z = Σ p0·V₀/α).
         reward_ndim: 1, 2 or 3 for a reward r(s), r(s, a) or r(s, a, s').
+        log_prior: ``mdp.log_action_prior`` (S, A) when the caller holds it (an inner loop);
+            None computes it.
 
     Returns:
         log Z (a scalar) and ρ of shape (S,), (S, A) or (S, A, S), in the MDP's dtype, computed
         without an autograd graph: ∂ log Z/∂r = ρ/α.
     """
     with torch.no_grad():
-        q, v = _backward(mdp, alpha, backup)  # scaled Q/α (T, S, A), V/α (T+1, S)
-        pi = torch.exp(mdp.log_action_prior + q - v[:-1, :, None])  # πₜ(a|s), (T, S, A)
+        if log_prior is None:
+            log_prior = mdp.log_action_prior
+        q, v = _backward(mdp, alpha, backup, log_prior=log_prior)  # Q/α (T,S,A), V/α (T+1,S)
+        pi = torch.exp(log_prior + q - v[:-1, :, None])  # πₜ(a|s), (T, S, A)
         if backup == "expected":
             log_z = (mdp.initial * v[0]).sum()
             kernel = mdp.dynamics if mdp.is_sparse else mdp.transition

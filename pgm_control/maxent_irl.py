@@ -376,6 +376,7 @@ def maxent_irl(
         gradient == "marginals" and linear and ends is None and not (mdp.is_sparse and ndim == 3)
     )
     eval_mdp = _evaluation_layout(mdp, ndim) if marginals else mdp
+    log_prior = eval_mdp.log_action_prior  # a property that takes the log each time it is read
 
     def reward_table():
         r = model() if linear else model(states)
@@ -387,7 +388,8 @@ def maxent_irl(
             w = model.weights
             r = features @ w  # (S,), (S, A) or (S, A, S)
             r = r.reshape(*r.shape, *(1,) * (3 - ndim)).expand(*counts.shape)
-            log_z, rho = log_normaliser_and_counts(eval_mdp.with_reward(r), alpha, backup, ndim)
+            m = eval_mdp.with_reward(r)
+            log_z, rho = log_normaliser_and_counts(m, alpha, backup, ndim, log_prior)
             L = (w @ mu_hat) / alpha - log_z
             if not torch.isfinite(L):
                 raise FloatingPointError(f"L(ψ) became {L.item()}; lower `lr` or check `features`")
