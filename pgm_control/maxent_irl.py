@@ -12,11 +12,13 @@ so the mean log-likelihood of N demonstrations is, up to the ψ-free dynamics te
     ∇ψL  = E_demos[Σₜ ∇ψ r_ψ]/α − E_{p(τ|O,ψ)}[Σₜ ∇ψ r_ψ]/α
 
 because ∂ log p(O|ψ)/∂r(s,a,s') = (1/α)·Σₜ p(sₜ=s, aₜ=a, sₜ₊₁=s' | O, ψ). log p(O | ψ) is the
-library's backward messages (:func:`pgm_control.log_evidence`); the gradient is autograd
-through them. Its independent route — expected features from the forward–backward marginals
-(:func:`pgm_control.state_action_marginals`, :func:`pgm_control.posterior_dynamics`) — is what
-the tests compare it with. For a linear reward r_ψ = ψ·f the gradient is the feature residual
-(μ̂ − μ_ψ)/α and L is concave: the optimum matches the expert's feature expectations.
+library's backward messages (:func:`pgm_control.log_evidence`). The gradient has two routes:
+autograd through those messages (:func:`irl_log_likelihood`, a neural reward, masked
+demonstrations), and — the learner's default for a linear reward — the expected features
+from the forward–backward marginals, contracted without an autograd graph
+(:func:`pgm_control.irl_marginals.log_normaliser_and_counts`); the tests hold one against the
+other. For a linear reward r_ψ = ψ·f the gradient is the feature residual (μ̂ − μ_ψ)/α and L
+is concave: the optimum matches the expert's feature expectations.
 
 ``backup="expected"`` swaps log p(O | ψ) for the best ELBO Σ_s p0(s)·V₀(s)/α of the expected
 backup (:func:`pgm_control.optimal_elbo`): Ziebart 2010's maximum *causal* entropy IRL, the
@@ -58,16 +60,18 @@ from tqdm.auto import tqdm
 
 from .backward import _backward, soft_value_iteration
 from .demonstrations import as_demonstrations
+from .irl_marginals import log_normaliser_and_counts
 from .irl_result import IRLResult
 from .mdp import TabularMDP, _check_mdp
 from .svi import _few_threads, _small
 from .validation import check_int, check_positive_float, check_positive_int, check_temperature
 
-__all__ = ["maxent_irl", "irl_log_likelihood", "OPTIMIZERS", "BACKUPS", "OBJECTIVES"]
+__all__ = ["maxent_irl", "irl_log_likelihood", "OPTIMIZERS", "BACKUPS", "OBJECTIVES", "GRADIENTS"]
 
 OPTIMIZERS = ("lbfgs", "adam", "sgd")
 BACKUPS = ("optimistic", "expected")
 OBJECTIVES = ("features", "causal")
+GRADIENTS = ("marginals", "autograd")
 _DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 0.1}
 
 
@@ -287,6 +291,56 @@ class _Linear(torch.nn.Module):
         return self.features @ self.weights
 
 
+def _contract(counts: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Σ counts·f over the reward's arguments: counts (S,), (S, A) or (S, A, S), features (…, F)."""
+    return counts.reshape(-1) @ features.reshape(counts.numel(), -1)
+
+
+def _reduce_counts(counts: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(S, A, S) counts summed down to a reward of ``ndim`` arguments: (S,), (S, A) or as is."""
+    return counts.sum((1, 2)) if ndim == 1 else counts.sum(2) if ndim == 2 else counts
+
+
+_SPARSE_MIN_STATES = 64  # below this a dense (S·A, S) matvec beats the successor-list gathers
+_SPARSE_MAX_DENSITY = 0.1  # largest successor count / S for which the lists pay off
+
+
+def _evaluation_layout(mdp: TabularMDP, reward_ndim: int) -> TabularMDP:
+    """The MDP the marginals route evaluates on: sparse dynamics when P is dense but sparse.
+
+    A random MDP with ≤ 5 successors of 500 states costs ∝ K·S·A on successor lists instead of
+    S·A·S (:class:`~pgm_control.dynamics.SparseDynamics`); the answers agree to round-off.
+    (S, A, S) rewards stay dense (their counts need the dense posterior dynamics).
+    """
+    if mdp.is_sparse or reward_ndim == 3 or mdp.num_states < _SPARSE_MIN_STATES:
+        return mdp
+    successors = int((mdp.transition > 0).sum(-1).max())
+    if successors > _SPARSE_MAX_DENSITY * mdp.num_states:
+        return mdp
+    return mdp.replace(transition=mdp.transition.to_sparse())
+
+
+class _Evaluations:
+    """The last few (parameters, −L, residual, gradient) evaluated: LBFGS asks again for the
+    point its line search ended on at the start of the next step (one ``step`` per iteration),
+    which is then served from here instead of running the messages twice."""
+
+    def __init__(self, size: int = 4):
+        self.size, self.entries = size, []
+
+    def find(self, params):
+        for entry in self.entries:
+            if all(torch.equal(x, p) for x, p in zip(entry[0], params)):
+                return entry
+        return None
+
+    def add(self, params, loss, res):
+        grads = [p.grad.detach().clone() for p in params]
+        point = [p.detach().clone() for p in params]
+        self.entries = [(point, loss.detach(), res, grads), *self.entries]
+        del self.entries[self.size :]
+
+
 def _make_optimizer(name, params, lr):
     if name == "lbfgs":
         return torch.optim.LBFGS(
@@ -315,6 +369,7 @@ def maxent_irl(
     tol: float = 1e-7,
     seed: int = 0,
     progress: bool = True,
+    gradient: str = "marginals",
 ) -> IRLResult:
     """Maximum-entropy IRL with exact inference: maximise L(ψ) by the library's messages.
 
@@ -361,6 +416,15 @@ def maxent_irl(
             runs (dropout); a linear reward starts at ψ = 0 and uses no randomness.
         progress: show a tqdm bar; Ctrl-C returns the last completed step. Small tables
             (T·S²·A ≤ 2e6) run on one torch thread, restored afterwards, as in ``fit``.
+        gradient: "marginals" (default): ∇ψL = (μ̂ − Σ ρ_ψ·f)/α with the model's expected
+            counts ρ_ψ contracted from the forward–backward marginals
+            (:func:`pgm_control.irl_marginals.log_normaliser_and_counts`), no autograd graph;
+            a dense P with few successors per row (≤ 10% of S, S ≥ 64) is evaluated on
+            sparse dynamics. "autograd": backpropagate through the backward messages. The
+            marginals route serves linear features with fully observed demonstrations (a
+            prior adds its gradient −ψ/(σ²·N)); a neural reward, masked demonstrations (early
+            ends), ``objective="causal"`` and (S, A, S) features on a sparse MDP always take
+            the autograd route.
 
     Returns:
         :class:`~pgm_control.IRLResult`: reward (S, A, S), params (``{"weights": ψ}`` or the
@@ -368,8 +432,8 @@ def maxent_irl(
         backup), and ``history["log_likelihood"]`` / ``["feature_residual"]`` /
         ``["seconds"]`` (wall-clock since the start) with entry 0 at the initial reward and
         entry k after k steps; ``extra["evaluations"]`` counts the
-        evaluations of L and its gradient (LBFGS: ~2 per step). In the MDP's dtype, on its
-        device.
+        evaluations of L and its gradient (LBFGS: ≈ 1.1 per step; the step's start point, its
+        last line search's end, is served from a cache). In the MDP's dtype, on its device.
 
     Raises:
         ValueError / TypeError: features of the wrong shape or with NaN, demonstrations out of
@@ -394,6 +458,8 @@ def maxent_irl(
                 "`prior_scale` needs sampled demonstrations (its weight is 1/N); exact expected "
                 "counts are the N → ∞ limit, where the prior has no effect: leave it None"
             )
+    if gradient not in GRADIENTS:
+        raise ValueError(f"`gradient` must be one of {GRADIENTS}, got {gradient!r}")
     features = _check_features(features, mdp)
     counts, ends = _expert_statistics(mdp, demonstrations)
     causal = objective == "causal" and not _is_exact_counts(demonstrations)
@@ -405,15 +471,44 @@ def maxent_irl(
     model = _Linear(features).to(mdp.device) if linear else features
     states = torch.arange(mdp.num_states, device=mdp.device)
     if linear:  # μ̂ = E_demos[Σₜ f], contracted once; the data term is then ψ·μ̂/α
-        f_table = features.reshape(*features.shape[:-1], *(1,) * (4 - features.ndim), -1)
-        mu_hat = torch.einsum("sax,saxf->f", counts, f_table.expand(*counts.shape, -1))
+        ndim = features.ndim - 1  # the reward's arguments: r(s), r(s, a) or r(s, a, s')
+        mu_hat = _contract(_reduce_counts(counts, ndim), features)
+    marginals = (
+        gradient == "marginals"
+        and linear
+        and ends is None
+        and not causal
+        and not (mdp.is_sparse and ndim == 3)
+    )
+    eval_mdp = _evaluation_layout(mdp, ndim) if marginals else mdp
+    log_prior = eval_mdp.log_action_prior  # a property that takes the log each time it is read
 
     def reward_table():
         r = model() if linear else model(states)
         return _as_table(r, mdp, "the reward module")
 
+    def evaluate_marginals():
+        """−L and ∂L/∂ψ = (μ̂ − Σ ρ_ψ·f)/α from the marginals, no autograd graph."""
+        with torch.no_grad():
+            w = model.weights
+            r = features @ w  # (S,), (S, A) or (S, A, S)
+            r = r.reshape(*r.shape, *(1,) * (3 - ndim)).expand(*counts.shape)
+            m = eval_mdp.with_reward(r)
+            log_z, rho = log_normaliser_and_counts(m, alpha, backup, ndim, log_prior)
+            L = (w @ mu_hat) / alpha - log_z
+            grad = (mu_hat - _contract(rho, features)) / alpha
+            if prior_scale is not None:  # log p(ψ)/N, ψ ~ N(0, σ²·I)
+                L = L - (w @ w) / (2 * prior_scale**2 * num_demos)
+                grad = grad - w / (prior_scale**2 * num_demos)
+            if not torch.isfinite(L):
+                raise FloatingPointError(f"L(ψ) became {L.item()}; lower `lr` or check `features`")
+        w.grad = -grad
+        return -L, alpha * grad.abs().max().item()
+
     def evaluate():
         """−L and its gradient in the parameters; the residual = α·‖∂L/∂(ψ or r)‖_∞."""
+        if marginals:
+            return evaluate_marginals()
         r = reward_table()
         if not linear:
             r.retain_grad()
@@ -438,11 +533,20 @@ def maxent_irl(
     trainable = [p for p in params.values() if p.requires_grad]
     opt = _make_optimizer(optimizer, trainable, lr)
     first, evaluations = [], [0]
+    cache = _Evaluations() if optimizer == "lbfgs" else None
 
     def closure():
-        opt.zero_grad()
-        loss, res = evaluate()
-        evaluations[0] += 1
+        hit = cache.find(trainable) if cache is not None else None
+        if hit is not None:  # LBFGS re-asks for the point its last line search ended on
+            _, loss, res, grads = hit
+            for p, g in zip(trainable, grads):
+                p.grad = g.clone()
+        else:
+            opt.zero_grad()
+            loss, res = evaluate()
+            evaluations[0] += 1
+            if cache is not None:
+                cache.add(trainable, loss, res)
         if not first:  # LBFGS evaluates the step's start point first, then the line search
             first.append((loss.item(), res))
         return loss

@@ -5,6 +5,7 @@ random MDPs and FrozenLake 8x8 with exact and with 500 sampled demonstrations).
 """
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 
 import pgm_control as pc
 from pgm_control.demonstrations import Demonstrations, expected_counts, sample_demonstrations
+from pgm_control.irl_marginals import log_normaliser_and_counts
 from pgm_control.irl_result import IRLResult
 from pgm_control.maxent_irl import irl_log_likelihood, maxent_irl
 
@@ -242,8 +244,12 @@ def test_map_optimum_balances_the_score_and_the_gaussian_prior(objective):
     kw = dict(temperature=alpha, backup="expected", objective=objective)
     res = maxent_irl(blind, feats, demos, prior_scale=sigma, steps=200, progress=False, **kw)
     psi = res.params["weights"]
-    assert res.extra["prior_scale"] == sigma and res.feature_residual[-1] <= 1e-7
-    if objective == "features":
+    # converged to where a step changes L (≈ 11) by less than its round-off, ≈ 1e-7 here
+    assert res.extra["prior_scale"] == sigma and res.feature_residual[-1] <= 2e-7
+    if objective == "features":  # the prior's gradient on the marginals route = autograd's
+        auto = maxent_irl(blind, feats, demos, prior_scale=sigma, steps=200, progress=False,
+                          gradient="autograd", **kw)  # fmt: skip
+        assert torch.allclose(auto.params["weights"], psi, atol=1e-6)
         mu_hat = demos.feature_expectations(feats[:, :, None, :].expand(25, 4, 25, 6))
         mu = torch.einsum("sax,saf->f", expected_counts(blind, res.policy), feats)
         score = (mu_hat - mu) / alpha
@@ -471,3 +477,79 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="take action 1 in state .* forbids"):
         irl_log_likelihood(no_a1, torch.zeros(4), (demos.states, demos.actions * 0 + 1),
                            backup="expected", objective="causal")  # fmt: skip
+
+
+# ------------------------------------------------------------------ the marginals route (issue 12)
+def _few_successors_mdp(S, A, T, successors, seed, dtype=F64):
+    """A stochastic MDP whose rows P[s, a, :] have ``successors`` non-zeros (dense tables)."""
+    g = torch.Generator().manual_seed(seed)
+    P = torch.zeros(S, A, S, dtype=dtype)
+    for s in range(S):
+        for a in range(A):
+            nxt = torch.randperm(S, generator=g)[:successors]
+            P[s, a, nxt] = -torch.rand(successors, dtype=dtype, generator=g).log()  # Dir(1)
+    P = P / P.sum(-1, keepdim=True)
+    p0 = torch.rand(S, dtype=dtype, generator=g)
+    prior = torch.rand(S, A, dtype=dtype, generator=g) + 0.2
+    return pc.TabularMDP(P, torch.zeros(S, A, dtype=dtype), p0 / p0.sum(), T,
+                         action_prior=prior / prior.sum(-1, keepdim=True))  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("shape", ["S", "SA", "SAS"])
+@pytest.mark.parametrize("backup", ["optimistic", "expected"])
+def test_marginal_counts_equal_autograd_through_the_messages(backup, shape, sparse, dtype):
+    """log Z and ρ = α·∂ log Z/∂r of ``log_normaliser_and_counts`` (forward–backward marginals,
+    no graph) against autograd through ``log_evidence`` / ``optimal_elbo`` (the backward
+    messages), for r(s), r(s, a) and r(s, a, s'), on dense and sparse dynamics."""
+    mdp = _few_successors_mdp(7, 3, 5, 3, seed=4, dtype=dtype)
+    if sparse:
+        mdp = mdp.replace(transition=mdp.transition.to_sparse())
+    alpha, S, A = 0.7, 7, 3
+    lead = {"S": (S,), "SA": (S, A), "SAS": (S, A, S)}[shape]
+    r = torch.randn(*lead, dtype=dtype, generator=torch.Generator().manual_seed(5))
+    table = r.reshape(*lead, *(1,) * (3 - r.ndim)).expand(S, A, S)
+    if sparse and r.ndim == 3:
+        with pytest.raises(ValueError, match="autograd route"):
+            log_normaliser_and_counts(mdp.with_reward(table), alpha, backup, r.ndim)
+        return
+    log_z, rho = log_normaliser_and_counts(mdp.with_reward(table), alpha, backup, r.ndim)
+    leaf = r.clone().requires_grad_(True)
+    m = mdp.with_reward(leaf.reshape(*lead, *(1,) * (3 - r.ndim)).expand(S, A, S))
+    route = pc.log_evidence if backup == "optimistic" else pc.optimal_elbo
+    log_z_auto = route(m, temperature=alpha)
+    (grad,) = torch.autograd.grad(log_z_auto, leaf)
+    assert rho.shape == lead and rho.dtype == dtype and not rho.requires_grad
+    tol = 1e-12 if dtype == F64 else 1e-5
+    assert abs(log_z.item() - log_z_auto.item()) < tol * 10
+    assert (rho - alpha * grad).abs().max().item() < tol
+    assert abs(rho.sum().item() - mdp.horizon) < tol * 10  # one transition per step
+
+
+@pytest.mark.parametrize("backup", ["optimistic", "expected"])
+def test_both_gradient_routes_learn_the_same_reward_and_lbfgs_reuses_its_last_point(backup):
+    """maxent_irl(gradient="marginals") — on the sparse layout it picks for a dense P with
+    3 successors of 80 states — against gradient="autograd" on the dense tables: the same
+    weights and likelihood; LBFGS's re-evaluation of its previous point is served cached."""
+    truth = _few_successors_mdp(80, 3, 6, 3, seed=2)
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(80, 5, dtype=F64, generator=g)
+    truth = truth.replace(reward=(feats @ torch.randn(5, dtype=F64, generator=g))[:, None]
+                          .expand(80, 3))  # fmt: skip
+    expert = pc.soft_value_iteration(truth, temperature=0.5, backup=backup).policy
+    demos = sample_demonstrations(truth, expert, 200, seed=1)
+    maxent = sys.modules["pgm_control.maxent_irl"]
+    assert maxent._evaluation_layout(truth, 1).is_sparse
+    assert not maxent._evaluation_layout(truth, 3).is_sparse
+    kw = dict(temperature=0.5, backup=backup, steps=60, progress=False)
+    fast = maxent_irl(truth, feats, demos, gradient="marginals", **kw)
+    slow = maxent_irl(truth, feats, demos, gradient="autograd", **kw)
+    assert fast.feature_residual[-1] < 1e-6 and slow.feature_residual[-1] < 1e-6
+    assert torch.allclose(fast.params["weights"], slow.params["weights"], atol=1e-6)
+    assert fast.log_likelihood[0] == pytest.approx(slow.log_likelihood[0], abs=1e-12)
+    assert fast.log_likelihood[-1] == pytest.approx(slow.log_likelihood[-1], abs=1e-10)
+    steps = len(fast.log_likelihood) - 1
+    assert fast.extra["evaluations"] <= 1.5 * steps  # without the cache: ≥ 2 per step
+    with pytest.raises(ValueError, match="`gradient` must be one of"):
+        maxent_irl(truth, feats, demos, gradient="numeric", progress=False)

@@ -1,0 +1,75 @@
+"""MaxEnt IRL's normaliser and its gradient from the forward–backward marginals (no autograd).
+
+For a reward table r, ∂ log Z/∂r(s,a,s') = (1/α)·Σₜ p(sₜ=s, aₜ=a, sₜ₊₁=s' | ψ): the model's
+expected transition counts (Levine 2018, IRL lecture; Ziebart et al. 2008, eq. 6). A reward
+that depends on fewer arguments needs the counts summed over the others only::
+
+    r(s):          ρ(s)       = Σₜ p(sₜ = s)
+    r(s, a):       ρ(s, a)    = Σₜ p(sₜ = s)·πₜ(a|s)
+    r(s, a, s'):   ρ(s, a, s') = Σₜ p(sₜ = s)·πₜ(a|s)·pₜ(s'|s, a)
+
+with, per backup (see :mod:`pgm_control.maxent_irl`):
+
+* ``"expected"`` (log Z = Σ p0·V₀/α, Ziebart 2010): π the soft-optimal policy, p(sₜ) the
+  occupancy it induces in the true dynamics (``_state_distribution``), pₜ(s'|s,a) = P;
+* ``"optimistic"`` (log Z = log p(O)): p(sₜ | O) ∝ αₜ·βₜ from the forward and backward messages,
+  π the posterior policy, pₜ(s'|s,a) the posterior dynamics (:func:`posterior_dynamics`).
+
+Every quantity comes from the library's own recursions (``_backward``, ``_state_distribution``,
+``log_forward_messages``): this module only contracts them. Its independent route is autograd
+through the same backward messages (:func:`pgm_control.irl_log_likelihood`); the tests hold
+one against the other.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .backward import _backward
+from .forward import _log_state_posterior, _state_distribution, posterior_dynamics
+from .mdp import TabularMDP
+
+__all__ = ["log_normaliser_and_counts"]
+
+
+def log_normaliser_and_counts(
+    mdp: TabularMDP, alpha: float, backup: str, reward_ndim: int, log_prior=None
+):
+    """(log Z, expected counts ρ) of ``mdp``'s reward, ρ summed down to the reward's arguments.
+
+    Args:
+        mdp: the MDP with the candidate reward swapped in (``mdp.with_reward``); dense, or
+            sparse for ``reward_ndim`` 1 and 2.
+        alpha: temperature α > 0.
+        backup: "optimistic" (log Z = log p(O)) or "expected" (log Z = Σ p0·V₀/α).
+        reward_ndim: 1, 2 or 3 for a reward r(s), r(s, a) or r(s, a, s').
+        log_prior: ``mdp.log_action_prior`` (S, A) when the caller holds it (an inner loop);
+            None computes it.
+
+    Returns:
+        log Z (a scalar) and ρ of shape (S,), (S, A) or (S, A, S), in the MDP's dtype, computed
+        without an autograd graph: ∂ log Z/∂r = ρ/α.
+    """
+    with torch.no_grad():
+        if log_prior is None:
+            log_prior = mdp.log_action_prior
+        q, v = _backward(mdp, alpha, backup, log_prior=log_prior)  # Q/α (T,S,A), V/α (T+1,S)
+        pi = torch.exp(log_prior + q - v[:-1, :, None])  # πₜ(a|s), (T, S, A)
+        if backup == "expected":
+            log_z = (mdp.initial * v[0]).sum()
+            kernel = mdp.dynamics if mdp.is_sparse else mdp.transition
+            d = _state_distribution(mdp.initial, pi, kernel)[:-1]  # p(sₜ), (T, S)
+        else:
+            log_z = torch.logsumexp(mdp.log_initial + v[0], dim=0)
+            d = torch.exp(_log_state_posterior(mdp, alpha, None, v))[:-1]  # p(sₜ | O)
+        if reward_ndim == 1:
+            return log_z, d.sum(0)
+        counts = torch.einsum("ts,tsa->sa", d, pi)
+        if reward_ndim == 2:
+            return log_z, counts
+        if mdp.is_sparse:
+            raise ValueError("(S, A, S) rewards on a sparse MDP take the autograd route")
+        if backup == "expected":
+            return log_z, counts[:, :, None] * mdp.transition
+        joint = (d[:, :, None] * pi)[..., None]  # p(sₜ, aₜ | O), (T, S, A, 1)
+        return log_z, (joint * posterior_dynamics(mdp, temperature=alpha)).sum(0)
