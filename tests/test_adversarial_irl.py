@@ -16,6 +16,8 @@ from pgm_control.adversarial_irl import (
     adversarial_irl,
     discriminator_logits,
     discriminator_loss,
+    empirical_transition,
+    expected_shaping,
 )
 from pgm_control.demonstrations import Demonstrations, sample_demonstrations
 from pgm_control.irl_result import IRLResult
@@ -172,3 +174,31 @@ def test_airl_bad_input_and_rng():
     assert res.reward.shape == (16, 4, 16)
     with pytest.raises(ValueError, match="finite"):
         adversarial_irl("FrozenLake-v1", demos, lr=float("nan"), **kw)
+
+
+def test_expected_shaping_with_the_soft_values_is_the_soft_advantage():
+    """fₜ = E[g(s') + Vₜ₊₁(s')] − Vₜ(s) with V from soft value iteration is α·log(πₜ/p): the
+    finite-horizon advantage (independent route: the backward pass's own policy), on slippery
+    FrozenLake (terminal states absorb and pay 0) with a random state-only reward."""
+    mdp = pc.TabularMDP.from_gymnasium("FrozenLake-v1", 6)
+    terminal = torch.zeros(16, dtype=torch.bool)
+    terminal[[5, 7, 11, 12, 15]] = True
+    g = torch.randn(16, dtype=F64, generator=torch.Generator().manual_seed(3))
+    reward = g.expand(16, 4, 16).clone()
+    reward[terminal] = 0.0
+    sv = pc.soft_value_iteration(mdp.replace(reward=reward), temperature=0.3, backup="expected")
+    f = expected_shaping(reward, sv.v[:-1], mdp.transition, terminal)
+    torch.testing.assert_close(f, 0.3 * torch.log(sv.policy * 4), rtol=0, atol=1e-12)
+    no_h = expected_shaping(reward, None, mdp.transition, terminal)
+    torch.testing.assert_close(no_h[0], (mdp.transition * reward).sum(-1), rtol=0, atol=0)
+
+
+def test_empirical_transition_normalises_counts():
+    counts = torch.zeros(3, 2, 3, dtype=F64)
+    counts[0, 0] = torch.tensor([1.0, 3.0, 0.0])
+    counts[2, 1, 0] = 5.0  # a terminal state's row is absorbing whatever was counted
+    P = empirical_transition(counts, torch.tensor([False, False, True]))
+    torch.testing.assert_close(P[0, 0], torch.tensor([0.25, 0.75, 0.0], dtype=F64))
+    torch.testing.assert_close(P[0, 1], torch.tensor([1.0, 0.0, 0.0], dtype=F64))  # unseen
+    torch.testing.assert_close(P[2, 1], torch.tensor([0.0, 0.0, 1.0], dtype=F64))
+    torch.testing.assert_close(P.sum(-1), torch.ones(3, 2, dtype=F64))
