@@ -36,6 +36,7 @@ from .common import (
     fmt,
     header,
     number_type,
+    positive_float,
     positive_int,
     save_figure,
     table,
@@ -68,13 +69,15 @@ def _learn(args, mdp: TabularMDP, demos):
     common = {
         "temperature": alpha, "iterations": args.iterations, "seed": args.seed,
         "progress": not args.quiet, "policy_steps": args.policy_steps,
+        "samples_per_iteration": args.samples,
     }  # fmt: skip
     if args.method == "gcl":
         model = TabularReward(S, A, inputs=args.reward)
         return guided_cost_learning(env, model, demos, **common)
+    tuning = {"lr": args.lr, "discriminator_steps": args.discriminator_steps}
     return adversarial_irl(
         env, demos, reward_inputs=args.reward, discriminator=args.discriminator,
-        dynamics=args.dynamics, samples_per_iteration=args.samples, **common,
+        dynamics=args.dynamics, **{k: v for k, v in tuning.items() if v is not None}, **common,
     )  # fmt: skip
 
 
@@ -176,6 +179,12 @@ def register(subparsers):
     parser.add_argument("--samples", type=positive_int, default=200,
                         help="gcl/airl: policy trajectories per iteration "
                         "(default: %(default)s)")  # fmt: skip
+    parser.add_argument("--discriminator-steps", type=positive_int, default=None,
+                        help="airl: Adam steps on the discriminator per iteration "
+                        "(default: the function's, 10)")  # fmt: skip
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="airl: the discriminator's Adam step size on f/alpha "
+                        "(default: the function's, 1.0)")  # fmt: skip
     parser.add_argument("--transfer", type=success_rate, nargs="+", metavar="RATE", default=(),
                         help="FrozenLake: re-optimise the learned reward under these "
                         "success_rate values and compare with their experts")  # fmt: skip
