@@ -18,6 +18,13 @@ maximises E[Σₜ f_ψ − α·log π] = α·E[Σₜ logit D], the generator's o
 * ``reward_inputs="state_action"``: f_ψ(s, a); ``"next_state"``: the state-only f_ψ(s') that
   cannot absorb the dynamics (Fu et al.'s disentangled reward) and so transfers when the
   dynamics change (re-optimise it under the new ones);
+* ``dynamics="empirical"``: under *stochastic* dynamics the optimal logit
+  log(ρ_E/ρ_π)(s,a,s') = log(ρ_E/ρ_π)(s,a) ignores where the slip went, so Fu et al.'s
+  per-sample shaping g(s') + γ·h(s') − h(s) learns the slip noise instead of the goal. This
+  mode counts P̂(s'|s,a) from the env steps seen, takes the shaping in expectation with a
+  potential per step (:func:`expected_shaping`, the finite-horizon advantage's own form) and
+  trains the generator exactly in P̂ over the demonstrations' horizon; its state-only g
+  recovers the goal and transfers across slip probabilities;
 * ``discriminator="classifier"``: the plain classifier D = σ(g_ψ/α) (GAIL's discriminator, with
   the same soft learner on the reward g_ψ) for the lecture's contrast — it imitates while it
   trains, but its logit is only ρ_E/ρ_π, not a reward: re-optimised on its own it does not give
@@ -364,9 +371,11 @@ def adversarial_irl(
                 else:  # 1. the generator: soft Q-learning on f_ψ in the env
                     learner.learn(policy_steps, progress=False)
                     pi = learner.policy.to(device=device, dtype=dtype)
+                rows = pi.double()  # float32 rows sum to 1 only to ~1e-6: the sampler checks
                 samples, seen = policy_samples(  # 2. its trajectories
-                    sample_env, pi, M, T, seed=int(rng.integers(2**31))
-                )
+                    sample_env, rows / rows.sum(-1, keepdim=True) if empirical else pi, M, T,
+                    seed=int(rng.integers(2**31)),
+                )  # fmt: skip
                 terminal |= seen
                 if shaping and not empirical:
                     f_model.terminal.copy_(terminal)

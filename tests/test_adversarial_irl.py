@@ -230,3 +230,23 @@ def test_state_only_reward_transfers_across_slip_and_the_classifier_does_not():
     for rate in (0.6, 0.8, 1.0):
         assert transfer(state_only, rate) >= 0.9, (rate, transfer(state_only, rate))
         assert transfer(classifier, rate) <= 0.5, (rate, transfer(classifier, rate))
+
+
+def test_airl_empirical_dynamics_float32_rng_and_bad_input():
+    mdp = pc.TabularMDP.from_gymnasium("FrozenLake-v1", T)
+    expert = pc.soft_value_iteration(mdp, temperature=ALPHA).policy
+    demos = sample_demonstrations(mdp, expert, 20, seed=1)
+    kw = {"iterations": 2, "samples_per_iteration": 5, "progress": False, "dynamics": "empirical"}
+    with pytest.raises(ValueError, match="dynamics"):
+        adversarial_irl("FrozenLake-v1", demos, **dict(kw, dynamics="model"))
+    state = torch.random.get_rng_state()
+    model = TabularReward(16, 4, inputs="next_state", dtype=torch.float32)
+    res = adversarial_irl("FrozenLake-v1", demos, reward_model=model, reward_inputs="next_state",
+                          temperature=ALPHA, **kw)  # fmt: skip
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert res.reward.dtype == torch.float32 and torch.isfinite(res.reward).all()
+    assert res.policy.shape == (T, 16, 4) and res.extra["potential"].shape == (T, 16)
+    torch.testing.assert_close(res.policy.sum(-1), torch.ones(T, 16), rtol=0, atol=1e-5)
+    P = res.extra["transition"]
+    torch.testing.assert_close(P.sum(-1), torch.ones(16, 4, dtype=P.dtype), rtol=0, atol=1e-6)
+    assert len(res.history["discriminator_loss"]) == 2
