@@ -18,6 +18,13 @@ maximises E[Σₜ f_ψ − α·log π] = α·E[Σₜ logit D], the generator's o
 * ``reward_inputs="state_action"``: f_ψ(s, a); ``"next_state"``: the state-only f_ψ(s') that
   cannot absorb the dynamics (Fu et al.'s disentangled reward) and so transfers when the
   dynamics change (re-optimise it under the new ones);
+* ``dynamics="empirical"``: under *stochastic* dynamics the optimal logit
+  log(ρ_E/ρ_π)(s,a,s') = log(ρ_E/ρ_π)(s,a) ignores where the slip went, so Fu et al.'s
+  per-sample shaping g(s') + γ·h(s') − h(s) learns the slip noise instead of the goal. This
+  mode counts P̂(s'|s,a) from the env steps seen, takes the shaping in expectation with a
+  potential per step (:func:`expected_shaping`, the finite-horizon advantage's own form) and
+  trains the generator exactly in P̂ over the demonstrations' horizon; its state-only g
+  recovers the goal and transfers across slip probabilities;
 * ``discriminator="classifier"``: the plain classifier D = σ(g_ψ/α) (GAIL's discriminator, with
   the same soft learner on the reward g_ψ) for the lecture's contrast — it imitates while it
   trains, but its logit is only ρ_E/ρ_π, not a reward: re-optimised on its own it does not give
@@ -38,6 +45,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .algorithm import make_env
+from .backward import soft_value_iteration
 from .demonstrations import Demonstrations
 from .irl_result import IRLResult
 from .irl_samples import (
@@ -48,8 +56,9 @@ from .irl_samples import (
     policy_samples,
     sample_based_result,
 )
+from .mdp import TabularMDP
 from .networks import torch_threads
-from .reward_models import REWARD_INPUTS, RewardWrapper, TabularReward
+from .reward_models import REWARD_INPUTS, RewardWrapper, TabularReward, reward_table
 from .soft_q_learning import SoftQLearning
 from .validation import (
     check_discount,
@@ -64,10 +73,14 @@ __all__ = [
     "discriminator_logits",
     "discriminator_loss",
     "ShapedReward",
+    "expected_shaping",
+    "empirical_transition",
     "DISCRIMINATORS",
+    "DYNAMICS",
 ]
 
 DISCRIMINATORS = ("airl", "classifier")
+DYNAMICS = ("samples", "empirical")
 
 
 class ShapedReward(nn.Module):
@@ -155,6 +168,70 @@ def discriminator_loss(expert_logits, expert_mask, policy_logits, policy_mask) -
     return expert + policy
 
 
+def expected_shaping(
+    reward: torch.Tensor,
+    potential: torch.Tensor | None,
+    transition: torch.Tensor,
+    terminal: torch.Tensor,
+) -> torch.Tensor:
+    """AIRL's f with the shaping term in expectation over s', indexed as f[t, s, a], (T, S, A).
+
+    ``fₜ(s,a) = Σ_s' P(s'|s,a)·(r(s,a,s') + hₜ₊₁(s')) − hₜ(s)``, h_T ≡ 0 and h ≡ 0 at terminal
+    states — the finite-horizon soft advantage's own form, Aₜ = E[r + Vₜ₊₁(s')] − Vₜ(s)
+    (Levine 2018, eq. 9 with the expected backup): with hₜ = Vₜ of r it *is* α·log(πₜ/p).
+    The per-sample form r + γ·h(s') − h(s) (:class:`ShapedReward`, Fu et al. 2018, eq. 4)
+    equals it only under deterministic dynamics; under stochastic ones the discriminator's
+    optimal logit log(ρ_E/ρ_π)(s,a,s') does not depend on s', so a reward on s' and a
+    potential on s' fitted to single samples of s' absorb the slip noise instead of the goal
+    (the double-sampling bias of fitting E[·|s,a] from one draw).
+
+    Args:
+        reward: r(s, a, s'), (S, A, S).
+        potential: hₜ(s) for t = 0..T−1, (T, S); None: h ≡ 0 (f = E[r], T = 1 row).
+        transition: P(s'|s, a), (S, A, S) (the empirical one of :func:`empirical_transition`).
+        terminal: bool (S,), states where episodes end (h = 0 there).
+    """
+    r_bar = (transition * reward).sum(-1)  # E_{s'}[r(s,a,s')], (S, A)
+    if potential is None:
+        return r_bar[None]
+    h = torch.where(terminal.to(potential.device), 0.0, potential)  # (T, S)
+    h_next = torch.cat([h[1:], torch.zeros_like(h[:1])])  # hₜ₊₁, h_T = 0
+    return r_bar[None] + torch.einsum("sax,tx->tsa", transition.to(h.dtype), h_next) - h[:, :, None]
+
+
+def empirical_transition(counts: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
+    """P̂(s'|s,a) = n(s,a,s')/n(s,a) from transition counts (S, A, S); (S, A, S).
+
+    A terminal state is absorbing (the model of :meth:`TabularMDP.from_gymnasium`); an (s, a)
+    never tried stays in s (a finite placeholder: it carries no data, and the discriminator
+    never evaluates it).
+    """
+    S = counts.shape[0]
+    eye = torch.eye(S, dtype=counts.dtype, device=counts.device)[:, None, :]  # stay in s
+    n = counts.sum(-1, keepdim=True)
+    P = torch.where(n > 0, counts / n.clamp(min=1), eye.expand_as(counts))
+    return torch.where(terminal.to(counts.device)[:, None, None], eye, P)
+
+
+def _model_policy(reward_model, transition, starts, terminal, horizon, alpha):
+    """The generator under ``dynamics="empirical"``: the exact soft-optimal (T, S, A) policy
+    of r_ψ in the empirical model (expected backup, α; terminal states absorb and pay 0)."""
+    S, A, _ = transition.shape
+    with torch.no_grad():
+        reward = reward_table(reward_model, S, A).to(transition.dtype)
+    reward[terminal.to(reward.device)] = 0.0
+    model = TabularMDP(transition, reward, starts / starts.sum(), horizon, dtype=transition.dtype)
+    return soft_value_iteration(model, temperature=alpha, backup="expected").policy
+
+
+def _table_logits(f, steps, log_policy, alpha, log_prior):
+    """logit Dₜ = fₜ(s,a)/α + log p(a|s) − log πₜ(a|s) at every step, (N, T); f (T or 1, S, A)."""
+    s, a = steps.states[:, :-1].to(f.device), steps.actions.to(f.device)
+    t = torch.arange(s.shape[1], device=f.device).expand_as(s)
+    t_f = t if f.shape[0] > 1 else torch.zeros_like(t)
+    return f[t_f, s, a] / alpha + log_prior[s, a] - log_policy.detach()[t, s, a]
+
+
 def adversarial_irl(
     env,
     demonstrations,
@@ -165,6 +242,7 @@ def adversarial_irl(
     discriminator: str = "airl",
     reward_model: nn.Module | None = None,
     shaping: bool | None = None,
+    dynamics: str = "samples",
     iterations: int = 20,
     samples_per_iteration: int = 200,
     policy_steps: int = 2000,
@@ -199,6 +277,16 @@ def adversarial_irl(
             Fu et al.'s disentangled form) instead of f = r_ψ; default True for a state-only
             r_ψ (``reward_inputs`` other than "state_action"), False otherwise. The result's
             reward is r_ψ alone (what transfers); the potential is in ``params``.
+        dynamics: how the discriminator and the generator see the env's dynamics.
+            ``"samples"``: model-free — f at each sampled (s, a, s'), the generator soft
+            Q-learning on the env (discounted, stationary). ``"empirical"``: the transition
+            counts of every step seen (demonstrations and policy samples) give P̂(s'|s,a);
+            the shaped f is taken in expectation over s' with a potential per step,
+            fₜ(s,a) = E_P̂[r_ψ + hₜ₊₁(s')] − hₜ(s) (:func:`expected_shaping`, the finite-horizon
+            advantage's form — the state-only reward that transfers under *stochastic*
+            dynamics), and the generator is the exact time-varying soft-optimal policy of r_ψ
+            in P̂ over the demonstrations' horizon (``soft_value_iteration``, expected backup;
+            ``policy_steps``, ``discount`` and ``policy_learning_rate`` are then unused).
         iterations, samples_per_iteration, policy_steps: as in
             :func:`~pgm_control.guided_cost_learning`.
         discriminator_steps: Adam steps on ψ per batch.
@@ -211,8 +299,9 @@ def adversarial_irl(
         progress: a tqdm bar; Ctrl-C returns what was learned so far.
 
     Returns:
-        :class:`~pgm_control.IRLResult` with ``reward`` the learned f_ψ (S, A, S) (zero after the
-        states seen to terminate), ``policy`` the soft learner's (T, S, A) (stationary),
+        :class:`~pgm_control.IRLResult` with ``reward`` the learned r_ψ (S, A, S) (zero after the
+        states seen to terminate), ``policy`` the generator's (T, S, A) (stationary with
+        ``dynamics="samples"``), ``extra["transition"]`` P̂ with ``dynamics="empirical"``,
         ``backup="expected"`` (f is re-optimised by soft RL in the true dynamics), and history
         ``discriminator_loss``, ``expert_accuracy``, ``policy_accuracy`` (the fractions of
         expert / policy steps D classifies right) per iteration.
@@ -241,17 +330,28 @@ def adversarial_irl(
     if not params:
         raise ValueError("`reward_model` has no trainable parameters")
     device, dtype = params[0].device, params[0].dtype
+    if dynamics not in DYNAMICS:
+        raise ValueError(f"`dynamics` must be one of {DYNAMICS}, got {dynamics!r}")
     if shaping is None:
         shaping = reward_inputs != "state_action"
-    f_model = ShapedReward(reward_model, S, gamma) if shaping else reward_model
-
-    learner = SoftQLearning(
-        RewardWrapper(env, f_model), alpha, gamma, learning_rate=policy_learning_rate,
-        lr_decay=0.5, seed=seed, progress=False, dtype=torch.float64,
-    )  # fmt: skip
+    empirical = dynamics == "empirical"
+    if empirical:
+        # h_t(s), t = 0..T−1 (h_T = 0), the finite-horizon potential of expected_shaping
+        potential = nn.Parameter(torch.zeros(T, S, dtype=dtype, device=device)) if shaping else None
+        f_model, learner = reward_model, None
+        disc_params = [*reward_model.parameters(), *([potential] if shaping else [])]
+        counts = torch.zeros(S, A, S, dtype=dtype, device=device)  # n(s, a, s') seen
+        starts = torch.zeros(S, dtype=dtype, device=device)  # n(s₀) seen
+    else:
+        f_model = ShapedReward(reward_model, S, gamma) if shaping else reward_model
+        learner = SoftQLearning(
+            RewardWrapper(env, f_model), alpha, gamma, learning_rate=policy_learning_rate,
+            lr_decay=0.5, seed=seed, progress=False, dtype=torch.float64,
+        )  # fmt: skip
+        disc_params = list(f_model.parameters())
     sample_env = env_copy(env)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
-    optimizer = torch.optim.Adam(f_model.parameters(), lr=lr * alpha)
+    optimizer = torch.optim.Adam(disc_params, lr=lr * alpha)
     log_prior = torch.full((S, A), -math.log(A), dtype=dtype, device=device)  # the learner's
     terminal = torch.zeros(S, dtype=torch.bool)
     history = {"discriminator_loss": [], "expert_accuracy": [], "policy_accuracy": []}
@@ -262,16 +362,27 @@ def adversarial_irl(
             range(iterations), disable=not progress, desc=f"adversarial IRL ({discriminator})"
         )
         try:
+            if empirical:
+                _add_counts(counts, starts, demos, S, A)
             for _ in bar:
-                learner.learn(policy_steps, progress=False)  # 1. the generator: soft RL on f_ψ
-                pi = learner.policy.to(device=device, dtype=dtype)
+                if empirical:  # 1. the generator: exact soft RL on r_ψ in P̂
+                    P_hat = empirical_transition(counts, terminal)
+                    pi = _model_policy(reward_model, P_hat, starts, terminal, T, alpha)
+                else:  # 1. the generator: soft Q-learning on f_ψ in the env
+                    learner.learn(policy_steps, progress=False)
+                    pi = learner.policy.to(device=device, dtype=dtype)
+                rows = pi.double()  # float32 rows sum to 1 only to ~1e-6: the sampler checks
                 samples, seen = policy_samples(  # 2. its trajectories
-                    sample_env, pi, M, T, seed=int(rng.integers(2**31))
-                )
+                    sample_env, rows / rows.sum(-1, keepdim=True) if empirical else pi, M, T,
+                    seed=int(rng.integers(2**31)),
+                )  # fmt: skip
                 terminal |= seen
-                if shaping:
+                if shaping and not empirical:
                     f_model.terminal.copy_(terminal)
                 expert = mask_after_terminal(demos, terminal)
+                if empirical:
+                    _add_counts(counts, starts, samples, S, A)
+                    P_hat = empirical_transition(counts, terminal)
                 w_e, w_p = (
                     expert.step_weights(dtype).to(device),
                     samples.step_weights(dtype).to(device),
@@ -283,8 +394,16 @@ def adversarial_irl(
                         "discriminator": discriminator,
                         "log_prior": log_prior,
                     }
-                    logit_e = discriminator_logits(f_model, expert, log_pi, **kw)
-                    logit_p = discriminator_logits(f_model, samples, log_pi, **kw)
+                    if empirical and discriminator == "airl":
+                        f = expected_shaping(
+                            reward_table(reward_model, S, A), potential, P_hat, terminal
+                        )
+                        logit_e = _table_logits(f, expert, log_pi, alpha, log_prior)
+                        logit_p = _table_logits(f, samples, log_pi, alpha, log_prior)
+                    else:
+                        log_pi_s = log_pi if log_pi.ndim == 2 else log_pi[0]  # unused by σ(g/α)
+                        logit_e = discriminator_logits(f_model, expert, log_pi_s, **kw)
+                        logit_p = discriminator_logits(f_model, samples, log_pi_s, **kw)
                     loss = discriminator_loss(logit_e, w_e, logit_p, w_p)
                     if not torch.isfinite(loss):
                         raise ValueError(
@@ -304,13 +423,28 @@ def adversarial_irl(
         finally:
             bar.close()
             sample_env.close()
+    if empirical:
+        P_hat = empirical_transition(counts, terminal)
+        policy = _model_policy(reward_model, P_hat, starts, terminal, T, alpha)
+        h = potential.detach().clone() if shaping else None
+        extra = {"transition": P_hat}
+    else:
+        policy, extra = learner.policy, {}
+        h = f_model.potential.detach().clone() if shaping else None
     return sample_based_result(
-        reward_model, learner.policy, terminal, T, algorithm=f"adversarial_irl ({discriminator})",
+        reward_model, policy, terminal, T, algorithm=f"adversarial_irl ({discriminator})",
         temperature=alpha, backup="expected", history=history,
         seconds=time.perf_counter() - start, interrupted=interrupted,
-        extra={"discriminator": discriminator, "shaping": shaping,
-               "potential": f_model.potential.detach().clone() if shaping else None},
+        extra={"discriminator": discriminator, "shaping": shaping, "dynamics": dynamics,
+               "potential": h, **extra},
     )  # fmt: skip
+
+
+def _add_counts(counts, starts, steps: Demonstrations, S: int, A: int) -> None:
+    """Add the live transitions n(s, a, s') and the start states of ``steps`` in place."""
+    N = steps.num_demonstrations
+    counts += steps.counts(S, A, by_time=False, dtype=counts.dtype).to(counts.device) * N
+    starts += torch.bincount(steps.states[:, 0], minlength=S).to(starts)
 
 
 def _accuracy(right: torch.Tensor, weights: torch.Tensor) -> float:

@@ -103,7 +103,7 @@ def mask_after_terminal(demos: Demonstrations, terminal: torch.Tensor) -> Demons
 def policy_samples(
     env: gym.Env, policy: torch.Tensor, num_samples: int, horizon: int, *, seed: int
 ) -> tuple[Demonstrations, torch.Tensor]:
-    """Roll a stationary (S, A) policy out ``num_samples`` times for at most ``horizon`` steps.
+    """Roll a (T, S, A) or stationary (S, A) policy out ``num_samples`` times, ≤ ``horizon`` steps.
 
     Episode i resets the env with ``seed + i`` (:func:`pgm_control.rollout`, actions from a
     stream independent of the env's).
@@ -117,7 +117,7 @@ def policy_samples(
     pi = policy.detach().cpu().double().numpy()
     result = rollout(env, pi, episodes=n, seed=check_int("seed", seed), max_steps=T, record=True)
     samples = Demonstrations.from_rollout(result, T)
-    terminal = np.zeros(pi.shape[0], dtype=bool)
+    terminal = np.zeros(pi.shape[-2], dtype=bool)
     for episode in result.episodes:
         if episode.terminated:
             terminal[int(np.asarray(episode.states).reshape(-1)[-1])] = True
@@ -162,7 +162,7 @@ def sample_based_result(
     ``result.mdp_with_reward(mdp)`` is the learned problem. ``policy`` is the learner's
     stationary (S, A) policy repeated over the T steps.
     """
-    S, A = policy.shape
+    S, A = policy.shape[-2:]
     with torch.no_grad():
         reward = reward_table(reward_model, S, A).detach().clone()
     reward[terminal.to(reward.device)] = 0.0
@@ -170,7 +170,7 @@ def sample_based_result(
     return IRLResult(
         reward=reward,
         params={k: v.detach().clone() for k, v in reward_model.state_dict().items()},
-        policy=policy.detach().expand(horizon, S, A).clone(),
+        policy=policy.detach().expand(horizon, S, A).clone(),  # (S, A) or (T, S, A)
         history={k: np.asarray(v, dtype=float) for k, v in history.items()},
         seconds=seconds,
         algorithm=algorithm,

@@ -74,3 +74,32 @@ def test_irl_bad_input_exits_with_status_2(argv, message, capsys):
         cli.main(["irl", *argv, "--quiet"])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_irl_transfer_rows_are_the_exact_ratios_of_what_it_saves(tmp_path, capsys):
+    path = tmp_path / "airl.pt"
+    argv = ["irl", "--method", "airl", "--temperature", "0.05", "--iterations", "2",
+            "--reward", "next_state", "--dynamics", "empirical", "--samples", "20",
+            "--discriminator-steps", "5", "--lr", "0.3", "--demonstrations", "30",
+            "--transfer", "0.6", "--quiet", "--no-plot", "--save", str(path)]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    result = IRLResult.load(path)
+    assert result.extra["dynamics"] == "empirical" and result.policy.shape == (20, 16, 4)
+    new = pc.TabularMDP.from_gymnasium("FrozenLake-v1", 20, success_rate=0.6)
+
+    def ret(policy):  # independent route: the occupancy recursion × the reward
+        d = pc.policy_state_distribution(new, policy)
+        return float((d[:-1, :, None] * policy * new.expected_reward).sum())
+
+    best = pc.soft_value_iteration(new, temperature=0.05, backup="expected").policy
+    learned = pc.soft_value_iteration(
+        result.mdp_with_reward(new), temperature=0.05, backup="expected"
+    ).policy
+    ratio = ret(learned) / ret(best)
+    assert _value(out, "transfer: success_rate 0.6") == pytest.approx(ratio, rel=1e-5)
+    for bad, message in [(["--transfer", "0"], "success rate"),
+                         (["--dynamics", "model"], "invalid choice")]:  # fmt: skip
+        with pytest.raises(SystemExit):
+            cli.main(["irl", *bad, "--quiet"])
+        assert message in capsys.readouterr().err

@@ -21,7 +21,7 @@ from __future__ import annotations
 import gymnasium as gym
 import torch
 
-from ..adversarial_irl import DISCRIMINATORS, adversarial_irl
+from ..adversarial_irl import DISCRIMINATORS, DYNAMICS, adversarial_irl
 from ..backward import soft_value_iteration
 from ..demonstrations import sample_demonstrations
 from ..elbo import elbo_terms
@@ -30,10 +30,22 @@ from ..maxent_irl import maxent_irl
 from ..mdp import TabularMDP
 from ..plotting import plot_values
 from ..reward_models import REWARD_INPUTS, TabularReward
-from .common import UsageError, add_command, fmt, header, positive_int, save_figure, table
+from .common import (
+    UsageError,
+    add_command,
+    fmt,
+    header,
+    number_type,
+    positive_float,
+    positive_int,
+    save_figure,
+    table,
+)
 from .problems import add_problem_arguments, build_mdp
 
 __all__ = ["METHODS", "ITERATIONS", "run", "register", "expected_return"]
+
+success_rate = number_type(float, lambda v: 0 < v <= 1, "a success rate in (0, 1]")
 
 METHODS = ("maxent", "gcl", "airl")
 ITERATIONS = {"maxent": 100, "gcl": 10, "airl": 20}  # what the acceptance tests use
@@ -57,13 +69,32 @@ def _learn(args, mdp: TabularMDP, demos):
     common = {
         "temperature": alpha, "iterations": args.iterations, "seed": args.seed,
         "progress": not args.quiet, "policy_steps": args.policy_steps,
+        "samples_per_iteration": args.samples,
     }  # fmt: skip
     if args.method == "gcl":
         model = TabularReward(S, A, inputs=args.reward)
         return guided_cost_learning(env, model, demos, **common)
+    tuning = {"lr": args.lr, "discriminator_steps": args.discriminator_steps}
     return adversarial_irl(
-        env, demos, reward_inputs=args.reward, discriminator=args.discriminator, **common
-    )
+        env, demos, reward_inputs=args.reward, discriminator=args.discriminator,
+        dynamics=args.dynamics, **{k: v for k, v in tuning.items() if v is not None}, **common,
+    )  # fmt: skip
+
+
+def _transfer_rows(args, mdp: TabularMDP, result, alpha: float) -> list:
+    """Re-optimise the learned reward under each ``--transfer`` success rate (FrozenLake's
+    slip keyword) and compare with the soft-optimal expert of those dynamics."""
+    rows = []
+    for rate in args.transfer:
+        options = dict(args.env.options, success_rate=rate)
+        new = TabularMDP.from_gymnasium(args.env.name, mdp.horizon, **options)
+        new_expert = soft_value_iteration(new, temperature=alpha, backup="expected").policy
+        learned = soft_value_iteration(
+            result.mdp_with_reward(new), temperature=alpha, backup=result.backup
+        ).policy
+        ratio = expected_return(new, learned) / expected_return(new, new_expert)
+        rows.append((f"transfer: success_rate {rate:g}", fmt(ratio), "learned / new expert"))
+    return rows
 
 
 def run(args) -> int:
@@ -97,6 +128,8 @@ def run(args) -> int:
                      "importance weights, demos mixed in"))  # fmt: skip
     if len(result.log_likelihood):
         rows.append(("log-likelihood", fmt(result.log_likelihood[-1]), "per demonstration"))
+    if args.transfer:
+        rows += _transfer_rows(args, mdp, result, alpha)
     print(header(f"irl --method {args.method}", mdp, alpha))
     print(f"{args.demonstrations} demonstrations of horizon {mdp.horizon}")
     print(table(rows))
@@ -140,6 +173,21 @@ def register(subparsers):
                         help="gcl/airl: what r_psi depends on (default: %(default)s)")  # fmt: skip
     parser.add_argument("--discriminator", choices=DISCRIMINATORS, default="airl",
                         help="airl: the discriminator's form (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--dynamics", choices=DYNAMICS, default="samples",
+                        help="airl: samples (model-free) or empirical (expected shaping, "
+                        "exact generator in the counted P-hat) (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--samples", type=positive_int, default=200,
+                        help="gcl/airl: policy trajectories per iteration "
+                        "(default: %(default)s)")  # fmt: skip
+    parser.add_argument("--discriminator-steps", type=positive_int, default=None,
+                        help="airl: Adam steps on the discriminator per iteration "
+                        "(default: the function's, 10)")  # fmt: skip
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="airl: the discriminator's Adam step size on f/alpha "
+                        "(default: the function's, 1.0)")  # fmt: skip
+    parser.add_argument("--transfer", type=success_rate, nargs="+", metavar="RATE", default=(),
+                        help="FrozenLake: re-optimise the learned reward under these "
+                        "success_rate values and compare with their experts")  # fmt: skip
     parser.add_argument("--save", metavar="PATH", help="save the IRLResult (IRLResult.load)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
