@@ -262,3 +262,15 @@ def test_learning_rate_decays_linearly_in_env_steps():
         SoftDQN("CartPole-v1", learning_rate_final=1e-4)
     with pytest.raises(ValueError, match="learning_rate_final"):
         SoftDQN("CartPole-v1", learning_rate_final=0.0, learning_rate_steps=10)
+
+
+def test_double_q_learner_reaches_soft_value_iteration():
+    # the same fixed point as the plain target: where Q_φ = Q̄ = Q* both targets are soft VI's
+    mdp = random_mdp(5, 3, seed=1, deterministic=True)
+    ref = discounted_soft_value_iteration(mdp, discount=0.9, temperature=1.0)
+    algo = SoftDQN(TabularEnv(mdp), 1.0, discount=0.9, seed=0, double_q=True, **TABULAR)
+    algo.learn(1500)
+    for group in algo.optimizer.param_groups:
+        group["lr"] = 0.01
+    algo.learn(300)
+    assert (_learned_q(algo, 5) - ref.q).abs().max().item() < 2e-4
