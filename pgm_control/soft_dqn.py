@@ -9,7 +9,7 @@ max — the backup that maximises the ELBO of a guide sharing the true dynamics:
     sample    a minibatch from B uniformly
     target    y = r + γ·(1 − terminated)·α·log Σₐ' p(a')·exp(Q_φ̄(s',a')/α)
     regress   φ ← φ − η·∇_φ Σᵢ ℓ(Q_φ(sᵢ,aᵢ) − yᵢ)        (ℓ: Huber, as SB3's DQN, or squared)
-    copy      φ̄ ← φ every ``target_update_interval`` env steps
+    copy      φ̄ ← φ every ``target_update_interval`` env steps (or Polyak: φ̄ ← (1 − τ)·φ̄ + τ·φ)
 
 As α → 0 the soft max becomes the hard max and this is DQN (Mnih et al. 2015). Its fixed point
 on a tabular env with one-hot observations is :func:`pgm_control.discounted_soft_value_iteration`
@@ -43,7 +43,7 @@ from .validation import (
     check_temperature,
 )
 
-__all__ = ["SoftDQN", "soft_value", "soft_q_target", "LOSSES"]
+__all__ = ["SoftDQN", "soft_value", "soft_q_target", "soft_double_q_target", "LOSSES"]
 
 LOSSES = ("huber", "mse")
 
@@ -99,6 +99,69 @@ def soft_q_target(
     return rewards + gamma * v_next
 
 
+def soft_double_q_target(
+    rewards: torch.Tensor,
+    next_q_target: torch.Tensor,
+    next_q_online: torch.Tensor,
+    terminated: torch.Tensor,
+    *,
+    temperature: float,
+    discount: float,
+    log_action_prior=None,
+) -> torch.Tensor:
+    """The soft double-Q target: the online net picks the Boltzmann weights, the target net values.
+
+    ``y = r + γ·(1 − terminated)·Σₐ' π_φ(a'|s')·(Q̄(s',a') − α·log(π_φ(a'|s')/p(a')))``,
+    with ``π_φ(a'|s') ∝ p(a')·exp(Q_φ(s',a')/α)`` the online net's soft-greedy policy.
+
+    The soft max is a maximum over policies, ``α·log Σₐ p(a)·exp(Q(a)/α) =
+    max_π Σₐ π(a)·(Q(a) − α·log(π(a)/p(a)))`` (the ELBO's variational form, notes 002), attained
+    at π ∝ p·exp(Q/α). Double Q-learning (van Hasselt et al. 2016) decouples the two roles of
+    that maximum: the online net Q_φ chooses the maximiser π_φ, the target net Q̄ evaluates it.
+    Where Q_φ = Q̄ this is :func:`soft_q_target` exactly; elsewhere it is ≤ it (π_φ is not the
+    maximiser for Q̄), which is what damps the soft max's over-estimation; as α → 0 it is double
+    DQN's ``r + γ·Q̄(s', argmaxₐ Q_φ(s',a))``.
+
+    Args:
+        rewards: r (...,).
+        next_q_target: the target network's Q̄(s', ·), (..., A).
+        next_q_online: the online network's Q_φ(s', ·), (..., A).
+        terminated: 1. where s' is absorbing (bootstrap with 0), 0. otherwise, (...,).
+        temperature: α > 0.
+        discount: γ in (0, 1].
+        log_action_prior: log p(a) broadcastable to the Q's (None: uniform).
+
+    Returns:
+        y (...,).
+    """
+    alpha = check_temperature(temperature)
+    gamma = check_discount(discount)
+    if next_q_target.shape != next_q_online.shape:
+        raise ValueError(
+            "`next_q_target` and `next_q_online` must have the same shape, got "
+            f"{tuple(next_q_target.shape)} and {tuple(next_q_online.shape)}"
+        )
+    if log_action_prior is None:
+        n = torch.tensor(float(next_q_online.shape[-1]), dtype=rewards.dtype, device=rewards.device)
+        log_p = -torch.log(n)
+    else:
+        log_p = log_action_prior
+    log_pi = torch.log_softmax(log_p + next_q_online / alpha, dim=-1)
+    pi = log_pi.exp()
+    # a' with p(a') = 0 has π = 0: its term is 0 (not 0·(−inf + inf) = NaN)
+    value = torch.where(pi > 0, next_q_target - alpha * (log_pi - log_p), torch.zeros_like(pi))
+    v_next = (pi * value).sum(-1)
+    v_next = torch.where(terminated.bool(), torch.zeros_like(v_next), v_next)
+    return rewards + gamma * v_next
+
+
+def _linear(start: float, end: float, steps: int, t: int) -> float:
+    """A linear schedule in env steps: ``start`` at t = 0, ``end`` from t = ``steps`` on."""
+    if steps == 0 or t >= steps:
+        return end
+    return start + (t / steps) * (end - start)
+
+
 class SoftDQN(Algorithm):
     """Soft DQN (see the module doc): a neural soft-Q function learned from ``env.step``.
 
@@ -108,12 +171,21 @@ class SoftDQN(Algorithm):
         temperature: α > 0 of p(O|s,a) ∝ exp(r/α); α → 0 gives DQN.
         discount: γ in (0, 1].
         learning_rate: Adam's step size.
+        learning_rate_final, learning_rate_steps: a linear decay of the step size from
+            ``learning_rate`` to ``learning_rate_final`` over the first ``learning_rate_steps``
+            env steps, then constant (None, the default: constant ``learning_rate``). Settles a
+            learned Q instead of letting late large steps undo it.
         buffer_size: transitions kept in the replay buffer.
         learning_starts: uniformly random actions and no updates for this many env steps.
         batch_size: transitions per gradient step.
         train_freq: env steps between bursts of gradient steps.
         gradient_steps: gradient steps per burst.
-        target_update_interval: env steps between copies φ̄ ← φ.
+        target_update_interval: env steps between target updates φ̄ ← (1 − τ)·φ̄ + τ·φ.
+        target_update_tau: τ in (0, 1] of that update (1, the default: a hard copy, as DQN;
+            < 1: Polyak averaging).
+        double_q: regress on :func:`soft_double_q_target` (the online net's Boltzmann weights,
+            the target net's values; recomputed at every gradient step) instead of
+            :func:`soft_q_target`.
         exploration_initial_eps, exploration_final_eps, exploration_steps: the behaviour policy
             is (1 − ε)·π + ε·uniform, ε linear from initial to final over ``exploration_steps``
             env steps, then final (0, 0, 0 — the default — is the pure Boltzmann policy).
@@ -139,12 +211,16 @@ class SoftDQN(Algorithm):
         *,
         discount: float = 0.99,
         learning_rate: float = 1e-3,
+        learning_rate_final: float | None = None,
+        learning_rate_steps: int = 0,
         buffer_size: int = 100_000,
         learning_starts: int = 1000,
         batch_size: int = 64,
         train_freq: int = 4,
         gradient_steps: int = 1,
         target_update_interval: int = 1000,
+        target_update_tau: float = 1.0,
+        double_q: bool = False,
         exploration_initial_eps: float = 0.0,
         exploration_final_eps: float = 0.0,
         exploration_steps: int = 0,
@@ -171,6 +247,20 @@ class SoftDQN(Algorithm):
         self.alpha = check_temperature(temperature)
         self.gamma = check_discount(discount)
         self.learning_rate = check_positive_float("learning_rate", learning_rate)
+        if learning_rate_final is None:
+            self.learning_rate_final = self.learning_rate
+        else:
+            self.learning_rate_final = check_positive_float(
+                "learning_rate_final", learning_rate_final
+            )
+        self.learning_rate_steps = check_positive_int(
+            "learning_rate_steps", learning_rate_steps, minimum=0
+        )
+        if learning_rate_final is not None and self.learning_rate_steps == 0:
+            raise ValueError(
+                "`learning_rate_steps` must be ≥ 1 when `learning_rate_final` is given "
+                "(the env steps of the decay)"
+            )
         self.learning_starts = check_positive_int("learning_starts", learning_starts, minimum=0)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.train_freq = check_positive_int("train_freq", train_freq)
@@ -178,6 +268,10 @@ class SoftDQN(Algorithm):
         self.target_update_interval = check_positive_int(
             "target_update_interval", target_update_interval
         )
+        self.tau = check_probability("target_update_tau", target_update_tau, open_low=True)
+        if not isinstance(double_q, bool):
+            raise TypeError(f"`double_q` must be True or False, got {double_q!r}")
+        self.double_q = double_q
         self.eps_initial = check_probability("exploration_initial_eps", exploration_initial_eps)
         self.eps_final = check_probability("exploration_final_eps", exploration_final_eps)
         self.exploration_steps = check_positive_int(
@@ -209,10 +303,12 @@ class SoftDQN(Algorithm):
         self._log_prior_np = self.log_action_prior.cpu().numpy().astype(np.float64)
         self.hyperparameters = {
             "temperature": self.alpha, "discount": self.gamma,
-            "learning_rate": self.learning_rate, "buffer_size": buffer_size,
+            "learning_rate": self.learning_rate, "learning_rate_final": learning_rate_final,
+            "learning_rate_steps": self.learning_rate_steps, "buffer_size": buffer_size,
             "learning_starts": self.learning_starts, "batch_size": self.batch_size,
             "train_freq": self.train_freq, "gradient_steps": self.gradient_steps,
             "target_update_interval": self.target_update_interval,
+            "target_update_tau": self.tau, "double_q": self.double_q,
             "exploration_initial_eps": self.eps_initial,
             "exploration_final_eps": self.eps_final,
             "exploration_steps": self.exploration_steps, "net_arch": net_arch,
@@ -273,10 +369,14 @@ class SoftDQN(Algorithm):
 
     def exploration_rate(self) -> float:
         """ε at the current step (SB3's linear schedule, in env steps)."""
-        if self.exploration_steps == 0 or self.num_timesteps >= self.exploration_steps:
-            return self.eps_final
-        frac = self.num_timesteps / self.exploration_steps
-        return self.eps_initial + frac * (self.eps_final - self.eps_initial)
+        return _linear(self.eps_initial, self.eps_final, self.exploration_steps, self.num_timesteps)
+
+    def current_learning_rate(self) -> float:
+        """Adam's step size at the current step (linear from initial to final, then final)."""
+        return _linear(
+            self.learning_rate, self.learning_rate_final, self.learning_rate_steps,
+            self.num_timesteps,
+        )  # fmt: skip
 
     def td_loss(self, observations, actions, targets) -> torch.Tensor:
         """ℓ(Q_φ(s,a) − y) averaged over the batch (features, (B,) actions, (B,) targets)."""
@@ -315,27 +415,55 @@ class SoftDQN(Algorithm):
         self.buffer.add(obs, action, reward, next_obs, terminated)
         t = self.num_timesteps
         if t % self.target_update_interval == 0:
-            self.target_net.load_state_dict(self.q_net.state_dict())
+            self._update_target()
         if t > self.learning_starts and t % self.train_freq == 0:
             self._train_burst()
         return 1
 
-    def _train_burst(self) -> None:
-        """``gradient_steps`` updates; the target net is fixed for the burst, so one forward."""
-        G, B = self.gradient_steps, self.batch_size
-        batch = self.buffer.sample(G * B, self.torch_generator)
+    def _update_target(self) -> None:
+        """φ̄ ← φ (τ = 1) or the Polyak average φ̄ ← (1 − τ)·φ̄ + τ·φ."""
+        if self.tau == 1.0:
+            self.target_net.load_state_dict(self.q_net.state_dict())
+            return
         with torch.no_grad():
-            next_q = self.target_net(self.features(batch.next_observations))
-            y = soft_q_target(
-                batch.rewards, next_q, batch.terminated, temperature=self.alpha,
-                discount=self.gamma, log_action_prior=self.log_action_prior,
-            ).view(G, B)  # fmt: skip
+            for p_bar, p in zip(self.target_net.parameters(), self.q_net.parameters()):
+                p_bar.lerp_(p, self.tau)
+
+    def _train_burst(self) -> None:
+        """``gradient_steps`` updates; the target net is fixed for the burst, so one forward
+        (the double-Q target also needs the online net's Q(s', ·), which moves at every step)."""
+        G, B = self.gradient_steps, self.batch_size
+        if self.learning_rate_steps:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.current_learning_rate()
+        batch = self.buffer.sample(G * B, self.torch_generator)
+        kw = {"temperature": self.alpha, "discount": self.gamma,
+              "log_action_prior": self.log_action_prior}  # fmt: skip
+        x_next = self.features(batch.next_observations)
+        with torch.no_grad():
+            next_q = self.target_net(x_next)
+            if not self.double_q:
+                y = soft_q_target(batch.rewards, next_q, batch.terminated, **kw).view(G, B)
         x = self.features(batch.observations).view(G, B, -1)
         a = batch.actions.view(G, B)
+        if self.double_q:
+            x_next = x_next.view(G, B, -1)
+            next_q, r, term = (
+                next_q.view(G, B, -1),
+                batch.rewards.view(G, B),
+                batch.terminated.view(G, B),
+            )
         total = torch.zeros((), dtype=self.dtype, device=self.device)
         params = list(self.q_net.parameters())
         for g in range(G):
-            loss = self.td_loss(x[g], a[g], y[g])
+            if self.double_q:
+                with torch.no_grad():
+                    y_g = soft_double_q_target(
+                        r[g], next_q[g], self.q_net(x_next[g]), term[g], **kw
+                    )
+            else:
+                y_g = y[g]
+            loss = self.td_loss(x[g], a[g], y_g)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.max_grad_norm is not None:

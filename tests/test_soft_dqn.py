@@ -10,7 +10,7 @@ import torch
 
 from pgm_control.backward import discounted_soft_value_iteration
 from pgm_control.mdp import TabularMDP, random_mdp
-from pgm_control.soft_dqn import SoftDQN, soft_q_target, soft_value
+from pgm_control.soft_dqn import SoftDQN, soft_double_q_target, soft_q_target, soft_value
 
 
 class TabularEnv(gym.Env):
@@ -174,3 +174,103 @@ def test_seeded_reproducible_global_rng_untouched_and_save_load_continues(tmp_pa
     obs = np.zeros(4, dtype=np.float32)
     action, state = c.predict(obs, deterministic=True)
     assert state is None and action == int(c.q_values(obs).argmax())
+
+
+def test_double_q_target_equals_closed_form_on_a_hand_made_batch():
+    r = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
+    q_bar = torch.tensor([[0.0, 1.0], [2.0, -1.0], [3.0, 3.0]], dtype=torch.float64)
+    q_on = torch.tensor([[1.0, 0.0], [0.0, 0.0], [5.0, 1.0]], dtype=torch.float64)
+    term = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    alpha, gamma = 0.5, 0.9
+    y = soft_double_q_target(r, q_bar, q_on, term, temperature=alpha, discount=gamma)
+
+    def by_hand(r_i, qb, qo):
+        z = 0.5 * math.exp(qo[0] / alpha) + 0.5 * math.exp(qo[1] / alpha)
+        pi = [0.5 * math.exp(qo[k] / alpha) / z for k in range(2)]
+        v = sum(pi[k] * (qb[k] - alpha * math.log(pi[k] / 0.5)) for k in range(2))
+        return r_i + gamma * v
+
+    expect = [by_hand(1.0, [0.0, 1.0], [1.0, 0.0]), by_hand(-0.5, [2.0, -1.0], [0.0, 0.0]), 2.0]
+    assert torch.allclose(y, torch.tensor(expect, dtype=torch.float64), rtol=0, atol=1e-12)
+    # row 1: the online net is indifferent, π = uniform: y = r + γ·mean Q̄ (no entropy term)
+    assert abs(y[1].item() - (-0.5 + 0.9 * 0.5)) < 1e-12
+    # online = target: the soft max itself (its variational form, attained at π ∝ p·exp(Q/α));
+    # otherwise below it (π_φ is not Q̄'s maximiser)
+    g = torch.Generator().manual_seed(0)
+    qa, qb = torch.randn(50, 3, generator=g), torch.randn(50, 3, generator=g)
+    rr, tt = torch.randn(50, generator=g), torch.zeros(50)
+    log_p = torch.log(torch.tensor([0.2, 0.3, 0.5]))
+    kw = dict(temperature=0.7, discount=0.95, log_action_prior=log_p)
+    same = soft_double_q_target(rr, qa, qa, tt, **kw)
+    assert same.dtype == torch.float32
+    assert torch.allclose(same, soft_q_target(rr, qa, tt, **kw), rtol=0, atol=1e-5)
+    assert (
+        soft_double_q_target(rr, qa, qb, tt, **kw) <= soft_q_target(rr, qa, tt, **kw) + 1e-5
+    ).all()
+    # α → 0: double DQN, r + γ·Q̄(s', argmaxₐ Q_φ(s',a))
+    hard = soft_double_q_target(r, q_bar, q_on, term, temperature=1e-6, discount=gamma)
+    assert torch.allclose(hard, torch.tensor([1.0 + 0.9 * 0.0, -0.5 + 0.9 * 0.5, 2.0],
+                                             dtype=torch.float64), atol=1e-5)  # fmt: skip
+    # an action the prior forbids gets no weight, and no NaN
+    zero_prior = torch.log(torch.tensor([0.0, 1.0], dtype=torch.float64))
+    y0 = soft_double_q_target(r, q_bar, q_on, term, temperature=alpha, discount=gamma,
+                              log_action_prior=zero_prior)  # fmt: skip
+    assert torch.allclose(y0, r + gamma * (1 - term) * q_bar[:, 1], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="next_q_online"):
+        soft_double_q_target(r, q_bar, q_on[:, :1], term, temperature=alpha, discount=gamma)
+    with pytest.raises(ValueError, match="temperature"):
+        soft_double_q_target(r, q_bar, q_on, term, temperature=-1.0, discount=gamma)
+
+
+def test_polyak_target_update_and_option_validation():
+    algo = SoftDQN("CartPole-v1", 0.1, target_update_tau=0.25, seed=0, **SMALL)
+    old = [p.detach().clone() for p in algo.target_net.parameters()]
+    with torch.no_grad():
+        for p in algo.q_net.parameters():
+            p.add_(1.0)
+    new = [p.detach().clone() for p in algo.q_net.parameters()]
+    algo._update_target()
+    for p_bar, o, n in zip(algo.target_net.parameters(), old, new):
+        assert torch.allclose(p_bar, 0.75 * o + 0.25 * n, rtol=0, atol=1e-6)
+    hard = SoftDQN("CartPole-v1", 0.1, seed=0, **SMALL)
+    with torch.no_grad():
+        for p in hard.q_net.parameters():
+            p.add_(1.0)
+    hard._update_target()
+    assert all(
+        torch.equal(a, b) for a, b in zip(hard.target_net.parameters(), hard.q_net.parameters())
+    )
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="target_update_tau"):
+            SoftDQN("CartPole-v1", target_update_tau=bad)
+    with pytest.raises(TypeError, match="double_q"):
+        SoftDQN("CartPole-v1", double_q="yes")
+
+
+def test_learning_rate_decays_linearly_in_env_steps():
+    algo = SoftDQN(
+        "CartPole-v1", 0.1, learning_rate=1e-3, learning_rate_final=1e-4, learning_rate_steps=200,
+        seed=0, **SMALL,
+    )  # fmt: skip
+    assert algo.current_learning_rate() == 1e-3
+    algo.learn(104)  # a burst at 104: lr = 1e-3 + (104/200)·(1e-4 − 1e-3)
+    assert algo.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 - 0.52 * 9e-4, abs=1e-15)
+    algo.learn(196)
+    assert algo.current_learning_rate() == 1e-4 and algo.optimizer.param_groups[0]["lr"] == 1e-4
+    assert SoftDQN("CartPole-v1", **SMALL).current_learning_rate() == 1e-3  # no decay: constant
+    with pytest.raises(ValueError, match="learning_rate_steps"):
+        SoftDQN("CartPole-v1", learning_rate_final=1e-4)
+    with pytest.raises(ValueError, match="learning_rate_final"):
+        SoftDQN("CartPole-v1", learning_rate_final=0.0, learning_rate_steps=10)
+
+
+def test_double_q_learner_reaches_soft_value_iteration():
+    # the same fixed point as the plain target: where Q_φ = Q̄ = Q* both targets are soft VI's
+    mdp = random_mdp(5, 3, seed=1, deterministic=True)
+    ref = discounted_soft_value_iteration(mdp, discount=0.9, temperature=1.0)
+    algo = SoftDQN(TabularEnv(mdp), 1.0, discount=0.9, seed=0, double_q=True, **TABULAR)
+    algo.learn(1500)
+    for group in algo.optimizer.param_groups:
+        group["lr"] = 0.01
+    algo.learn(300)
+    assert (_learned_q(algo, 5) - ref.q).abs().max().item() < 2e-4
