@@ -20,9 +20,11 @@ machine: the ratio, taken in one run, is what counts.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import gymnasium as gym
 import numpy as np
@@ -201,6 +203,9 @@ def main(argv=None) -> int:
         default=1000,
         help="env steps each learner takes before the other's turn",
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="seeds run in this many processes at once"
+    )
     parser.add_argument("--no-sb3", action="store_true", help="run ours only")
     parser.add_argument("--smoke", action="store_true", help="tiny settings (CI)")
     args = parser.parse_args(argv)
@@ -233,21 +238,18 @@ def main(argv=None) -> int:
         f"ours {ours_settings}; SB3 {None if args.no_sb3 else sb3_settings}",
         flush=True,
     )
-    ours, sb3 = [], []
-    for seed in seeds:
-        mine, theirs = run_seed(
-            args.env,
-            seed,
-            checkpoints,
-            ours_settings,
-            None if args.no_sb3 else sb3_settings,
-            episodes,
-            chunk=chunk,
-            stop_at=args.stop_at,
-        )
-        ours.append(mine)
-        if theirs:
-            sb3.append(theirs)
+    job = functools.partial(
+        run_seed, args.env, checkpoints=checkpoints, ours_settings=ours_settings,
+        sb3_settings=None if args.no_sb3 else sb3_settings, episodes=episodes, chunk=chunk,
+        stop_at=args.stop_at,
+    )  # fmt: skip
+    if args.jobs > 1:
+        with ProcessPoolExecutor(min(args.jobs, len(seeds))) as pool:
+            results = list(pool.map(job, seeds))
+    else:
+        results = [job(seed) for seed in seeds]
+    ours = [mine for mine, _ in results]
+    sb3 = [theirs for _, theirs in results if theirs]
     threshold_step = 10_000 if args.env == "Pendulum-v1" else -1
     ok = report(ours, sb3, checkpoints, threshold_step=threshold_step)
     if mountain_car:
