@@ -33,7 +33,7 @@ parameters only — the actor loss sees the critic's weights detached, the tempe
 log-densities detached — so the gradients are those of three separate steps, with the actor
 and the critic stepping simultaneously as in Haarnoja et al.'s Algorithm 1); no
 ``.item()`` in the inner loop (losses are logged every ``log_interval`` updates); acting
-under ``torch.no_grad``; ``num_threads`` (default 1) while learning.
+under ``torch.inference_mode``; ``num_threads`` (default 1) while learning.
 """
 
 from __future__ import annotations
