@@ -133,7 +133,7 @@ def report(ours, sb3, checkpoints, threshold_step=10_000, threshold=-200.0) -> b
     """
     head = f"{'steps':>7} | {'ours return':>16} {'wall s':>7} {'CPU s':>7} |"
     if sb3:
-        head += f" {'SB3 return':>16} {'wall s':>7} {'CPU s':>7} | wall × | CPU ×"
+        head += f" {'SB3 return':>16} {'wall s':>7} {'CPU s':>7} | ratio wall   CPU"
     print("\n" + head)
     ok = True
     for i, n in enumerate(checkpoints):
@@ -149,7 +149,7 @@ def report(ours, sb3, checkpoints, threshold_step=10_000, threshold=-200.0) -> b
             wall2, cpu2 = sum(row[2] for row in theirs), sum(row[3] for row in theirs)
             line += (
                 f" {m2:8.1f} ± {se2:5.1f} {wall2 / len(theirs):7.1f} "
-                f"{cpu2 / len(theirs):7.1f} | {wall / wall2:5.2f} | {cpu / cpu2:5.2f}"
+                f"{cpu2 / len(theirs):7.1f} |  {wall / wall2:5.2f} {cpu / cpu2:5.2f}"
             )
             better = m >= m2 - math.hypot(se, se2)
             fast = wall <= 0.7 * wall2
