@@ -10,7 +10,8 @@ two alternating moves (lecture 004; Haarnoja et al. 2018, eqs. 2–12):
 * policy improvement — the actor minimises the reparameterised KL to exp(Q/α)/Z,
   E_{ε}[α·log q(a|s) − min₁,₂ Qᵢ(s, a)],  a = c + h·tanh(μ(s) + σ(s)·ε);
 * the temperature (optional) follows the dual of an entropy constraint,
-  min_α E[−α·(log q(a|s) + H̄)] with target entropy H̄ = −dim A.
+  min_α E[−α·(log q(a|s) + H̄)] with target entropy H̄ = −dim A for actions scaled to
+  [−1, 1]ᵈ, i.e. H̄ = Σᵢ (log hᵢ − 1) for the env's box of half-widths hᵢ (see ``SAC``).
 
 **The actor is not a new network.** It is the ``gaussian_mlp`` guide of
 :mod:`pgm_control.guides.continuous` — the object :func:`pgm_control.fit` trains as a
@@ -32,7 +33,7 @@ parameters only — the actor loss sees the critic's weights detached, the tempe
 log-densities detached — so the gradients are those of three separate steps, with the actor
 and the critic stepping simultaneously as in Haarnoja et al.'s Algorithm 1); no
 ``.item()`` in the inner loop (losses are logged every ``log_interval`` updates); acting
-under ``torch.no_grad``; ``num_threads`` (default 1) while learning.
+under ``torch.inference_mode``; ``num_threads`` (default 1) while learning.
 """
 
 from __future__ import annotations
@@ -232,7 +233,12 @@ class SAC(Algorithm):
         temperature: α > 0 (fixed), or ``"auto"``: learned, starting from
             ``initial_temperature``, so that the policy's entropy tracks ``target_entropy``.
         initial_temperature: the starting α of ``"auto"`` (1.0, as SB3's ``"auto"``).
-        target_entropy: H̄; default −dim A.
+        target_entropy: H̄, in the env's action units; default Σᵢ (log hᵢ − 1), hᵢ the
+            half-widths of the action box: the usual −dim A (Haarnoja et al. 2018, App. D;
+            SB3) holds for actions scaled to [−1, 1]ᵈ, and an entropy measured in the env's
+            units is Σᵢ log hᵢ larger for the same policy. On a [−1, 1]ᵈ box it is −dim A;
+            on Pendulum's [−2, 2] it is log 2 − 1 ≈ −0.31 (a target of −1 there asked for a
+            policy twice as narrow as SB3's, and explored less in the first 5k steps).
         discount: γ in (0, 1].
         learning_rate: Adam's step for actor, critics and temperature.
         buffer_size: replay capacity (≥ batch_size).
@@ -250,6 +256,14 @@ class SAC(Algorithm):
         actor_kwargs: more keyword arguments for the default ``gaussian_mlp``.
         log_interval: updates between logged (averaged) losses in ``history.losses``.
         num_threads: torch threads while learning (restored afterwards); None: leave as is.
+        noise_correlation: ρ ∈ [0, 1) of the exploration noise across env steps. SAC acts
+            with a = c + h·tanh(μ(s) + σ(s)·εₜ); ρ = 0 draws εₜ afresh each step (the usual
+            SAC), ρ > 0 makes it the stationary AR(1) εₜ = ρ·εₜ₋₁ + √(1 − ρ²)·ξₜ, ξₜ ~ N(0, I),
+            so that every action is still a draw from q(·|sₜ) (εₜ ~ N(0, I) marginally) but
+            consecutive actions push the same way for ~1/(1 − ρ) steps: temporally coherent
+            exploration without leaving the max-ent policy (the colored noise of Eberhard et
+            al. 2023; off-policy, the critic's target is unchanged). Learning updates always
+            draw independent noise.
         num_envs: > 1 collects from that many copies of the env at once
             (``gymnasium.vector.SyncVectorEnv``, same-step autoreset; the env must come from
             ``gymnasium.make``): each vector step adds ``num_envs`` transitions and counts
@@ -285,6 +299,7 @@ class SAC(Algorithm):
         actor_kwargs: dict | None = None,
         log_interval: int = 100,
         num_threads: int | None = 1,
+        noise_correlation: float = 0.0,
         num_envs: int = 1,
         seed: int = 0,
         device="cpu",
@@ -320,10 +335,19 @@ class SAC(Algorithm):
         self.gradient_steps = check_positive_int("gradient_steps", gradient_steps)
         self.log_interval = check_positive_int("log_interval", log_interval)
         self.num_threads = check_optional_positive_int("num_threads", num_threads)
+        self.noise_correlation = float(noise_correlation)
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise ValueError(
+                f"`noise_correlation` must lie in [0, 1) (0: independent exploration noise), "
+                f"got {noise_correlation}"
+            )
+        self._noise = None  # εₜ of the correlated exploration noise (None: not drawn yet)
         self.action_dim = int(self.action_space.shape[0])
-        self.target_entropy = (
-            -float(self.action_dim) if target_entropy is None else float(target_entropy)
-        )
+        if target_entropy is None:
+            half = (self.action_space.high.astype(float) - self.action_space.low) / 2
+            self.target_entropy = float(np.sum(np.log(half) - 1.0))
+        else:
+            self.target_entropy = float(target_entropy)
         if not math.isfinite(self.target_entropy):
             raise ValueError(f"`target_entropy` must be finite, got {target_entropy}")
         self.hyperparameters = dict(
@@ -332,7 +356,8 @@ class SAC(Algorithm):
             buffer_size=buffer_size, learning_starts=learning_starts, batch_size=batch_size,
             tau=tau, train_freq=train_freq, gradient_steps=gradient_steps, hidden=tuple(hidden),
             activation=activation, actor=actor, actor_kwargs=actor_kwargs,
-            log_interval=log_interval, num_threads=num_threads, num_envs=num_envs,
+            log_interval=log_interval, num_threads=num_threads,
+            noise_correlation=noise_correlation, num_envs=num_envs,
             progress=progress,
             eval_every=eval_every, eval_episodes=eval_episodes,
         )  # fmt: skip
@@ -410,6 +435,23 @@ class SAC(Algorithm):
             a = q.rsample_with_log_prob(generator=self.torch_generator)[0]
         return a.detach().cpu().numpy().astype(self.action_space.dtype)
 
+    def _explore(self, observation):
+        """The behaviour action: a draw from q(·|s), with noise εₜ correlated across env
+        steps when ``noise_correlation`` > 0 (see the class docstring)."""
+        if self.noise_correlation == 0.0:
+            return self._act(observation, False)
+        q = self.policy(self._observations(observation))
+        xi = torch.randn(
+            q.loc.shape, dtype=q.loc.dtype, device=q.loc.device, generator=self.torch_generator
+        )
+        rho = self.noise_correlation
+        if self._noise is None or self._noise.shape != xi.shape:
+            self._noise = xi  # the stationary law N(0, I) from the first step
+        else:
+            self._noise = rho * self._noise + math.sqrt(1.0 - rho * rho) * xi
+        a = q.squash(q.loc + q.scale * self._noise)
+        return a.cpu().numpy().astype(self.action_space.dtype)
+
     # ---------------------------------------------------------------- learning
     def learn(self, total_timesteps: int, *, progress: bool | None = None):
         """Take ``total_timesteps`` more env steps (see :meth:`Algorithm.learn`), with
@@ -431,8 +473,8 @@ class SAC(Algorithm):
             action = self.np_random.uniform(self._action_low, self._action_high)
             action = action.astype(self.action_space.dtype)
         else:
-            with torch.no_grad():
-                action = self._act(self.current_observation, False)
+            with torch.inference_mode():
+                action = self._explore(self.current_observation)
         obs, action, reward, next_obs, terminated, _ = self._env_step(action)
         self.buffer.add(obs, action, reward, next_obs, terminated)
         if self.num_timesteps >= self.learning_starts and self.num_timesteps % self.train_freq == 0:
@@ -452,8 +494,8 @@ class SAC(Algorithm):
             )
             actions = actions.astype(self.action_space.dtype)
         else:
-            with torch.no_grad():
-                actions = self._act(obs, False)
+            with torch.inference_mode():
+                actions = self._explore(obs)
         next_obs, rewards, terminated, truncated, info = self.vector_env.step(actions)
         done = terminated | truncated
         true_next = np.array(next_obs, copy=True)
@@ -535,6 +577,7 @@ class SAC(Algorithm):
                 "position": b.position,
             },
             "updates": self._updates,
+            "noise": None if self._noise is None else self._noise.clone(),
             "obs": self._obs,
             "episode": (self._episode_return, self._episode_length, self._resets),
             # the env's own generator, so that later resets draw the same starts
@@ -554,6 +597,8 @@ class SAC(Algorithm):
             getattr(b, name)[:size] = saved[name].to(self.device)
         b.size, b.position = size, saved["position"]
         self._updates = state["updates"]
+        noise = state.get("noise")
+        self._noise = None if noise is None else noise.to(self.device)
         self._episode_return, self._episode_length, self._resets = state["episode"]
         if self._resets > 0:
             self.env.unwrapped.np_random.bit_generator.state = state["env_np_random"]
