@@ -14,6 +14,7 @@ from pgm_control.guides.continuous import GaussianMLPGuide, OpenLoopNormalGuide
 from pgm_control.sac import (
     SAC,
     TwinQ,
+    TwinQuadraticQ,
     actor_loss,
     critic_loss,
     observation_mdp,
@@ -45,6 +46,50 @@ def test_twin_q_is_two_independent_mlps():
     out_d = q(s, a.requires_grad_(), detach=True)
     out_d.sum().backward()
     assert all(p.grad is None for p in q.parameters()) and a.grad is not None
+
+
+def test_twin_quadratic_q_is_two_independent_quadratics():
+    """Qᵢ(s, a) = xᵀMᵢx + bᵢᵀx + cᵢ evaluated term by term in a loop, and the LQR's soft Q
+    (−xᵀHx + q₀) is representable exactly."""
+    torch.manual_seed(0)
+    q = TwinQuadraticQ(2, 1, dtype=torch.float64)
+    s, a = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)
+    out = q(s, a)
+    assert out.shape == (2, 5)
+    x = torch.cat([s, a], -1)
+    for i in range(2):
+        m = q.quadratic[i].detach()
+        for k in range(5):
+            value = sum(m[p, r] * x[k, p] * x[k, r] for p in range(3) for r in range(3))
+            value = value + q.linear[i].detach() @ x[k] + q.constant[i].detach()
+            assert out[i, k].item() == pytest.approx(value.item(), rel=1e-12)
+    sol = soft_lqr(np.array([[1.0, 0.2], [0.0, 0.9]]), np.array([[0.0], [1.0]]), np.eye(2), 1.0,
+                   temperature=0.5, discount=0.8, noise_covariance=0.02 * np.eye(2))  # fmt: skip
+    with torch.no_grad():
+        q.quadratic.copy_(-sol.H.expand(2, 3, 3))
+        q.linear.zero_()
+        q.constant.fill_(sol.q_constant.item())
+    torch.testing.assert_close(q(s, a), sol.q_value(s, a).expand(2, 5))
+    out = q(s, a.requires_grad_(), detach=True)
+    out.sum().backward()
+    assert all(p.grad is None for p in q.parameters()) and a.grad is not None
+    with pytest.raises(ValueError, match="critic"):
+        SAC("Pendulum-v1", critic="linear", **SMALL)
+
+
+def test_learning_rate_anneals_linearly_over_each_learn_call():
+    model = SAC("Pendulum-v1", learning_rate=1e-3, learning_rate_final=1e-4, seed=0,
+                **{**SMALL, "learning_starts": 10})  # fmt: skip
+    model.learn(60)
+    # the last update ran at env step 60 of 60: the final step
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    model.learn(40)  # a new call restarts the anneal
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    model._schedule = (model.num_timesteps, 40)
+    model._update(model.buffer.sample(32, model.torch_generator))  # 0 of 40 steps done
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="learning_rate_final"):
+        SAC("Pendulum-v1", learning_rate_final=0.0, **SMALL)
 
 
 def test_losses_on_a_fixed_batch():
