@@ -21,7 +21,7 @@ from pgm_control.sac import (
     soft_bellman_target,
     temperature_loss,
 )
-from pgm_control.soft_lqr import LinearQuadraticEnv, soft_lqr
+from pgm_control.soft_lqr import LinearQuadraticEnv, compare_with_soft_lqr, soft_lqr
 
 SMALL = dict(hidden=(16, 16), batch_size=32, learning_starts=50, buffer_size=500, progress=False)
 
@@ -252,44 +252,76 @@ def test_actor_loss_is_stationary_at_the_closed_form_policy():
     assert grad(k0, ls0 + 0.2)[1] > 10 * at_optimum[1]
 
 
+# the two linear–quadratic problems SAC is held to (α = 0.5, γ = 0.8): a 1-D one, and a
+# coupled stable 2-D one whose one action drives both states (a 1-D action, because the
+# gaussian_mlp guide is diagonal and the closed form's Σ would not be for 2-D actions)
+LQ_1D = dict(A=0.8, B=1.0, Q=1.0, R=1.0, noise_covariance=0.05)
+LQ_2D = dict(A=[[0.8, 0.4], [0.0, 0.7]], B=[[0.5], [1.0]], Q=np.eye(2), R=1.0,
+             noise_covariance=0.05 * np.eye(2))  # fmt: skip
+# SAC as tested against them: fixed α and γ equal to the closed form's; an actor box of ±3
+# (|K·s| ≲ 1.3 on the grid: tanh's slope there is ≥ 0.84 of its slope at 0); the quadratic
+# critic; Adam's step annealed 1e-2 → 1e-3; τ = 0.1
+LQ_SAC = dict(temperature=0.5, discount=0.8, critic="quadratic", hidden=(32, 32),
+              learning_rate=1e-2, learning_rate_final=1e-3, tau=0.1, batch_size=256,
+              learning_starts=1000, actor_kwargs={"init_scale": 0.2}, progress=False)  # fmt: skip
+
+
+def _sac_on_lq(problem, steps, seed, **options):
+    exact = soft_lqr(**problem, temperature=0.5, discount=0.8)
+    env = LinearQuadraticEnv(
+        problem["A"], problem["B"], problem["Q"], problem["R"], problem["noise_covariance"],
+        action_bound=3.0, initial_bound=2.0, max_episode_steps=10,
+    )  # fmt: skip
+    model = SAC(env, seed=seed, **{**LQ_SAC, **options})
+    model.learn(steps)
+    return model, exact
+
+
+def _compare(model, exact, grid_points):
+    """SAC read against the closed form (pgm_control.soft_lqr.compare_with_soft_lqr): the
+    actor on the visited states (the replay buffer's), 400 actions per state in the env's
+    units; the critic is SAC's own estimate minᵢ Q̄ᵢ of the Polyak-averaged target critics."""
+    gen = torch.Generator().manual_seed(0)
+    states = model.buffer.observations[: len(model.buffer)]
+
+    def sample(s):
+        return model.policy(s.float()).rsample_with_log_prob((400,), generator=gen)[0]
+
+    def critic(s, a):
+        return model.critic_target(s.float(), a.float()).min(0).values
+
+    r = compare_with_soft_lqr(exact, states, sample, critic, grid_points=grid_points)
+    covered = states.abs().quantile(0.99, dim=0)
+    print(f"\ngain {r.gain.flatten().tolist()} vs {exact.gain.flatten().tolist()} "
+          f"({r.gain_error:.1%}), offset {r.offset.tolist()}; covariance "
+          f"{r.covariance.flatten().tolist()} vs {exact.covariance.flatten().tolist()} "
+          f"({r.covariance_error:.1%}); critic max per-point rel. error {r.critic_error:.1%} "
+          f"(max |err| / max |Q*|: {r.critic_error_of_max:.1%}); states' 99% |s| "
+          f"{covered.tolist()}")  # fmt: skip
+    # the grid lies inside the data, and Q* ≤ q₀ < 0 there (the per-point error is meaningful)
+    assert (covered >= 1.5).all() and exact.q_constant < 0
+    return r
+
+
 @pytest.mark.slow
 def test_sac_on_the_1d_lq_problem_matches_the_closed_form():
-    """SAC's actor gain and variance, and its critic on a grid of (s, a), against
-    pgm_control.soft_lqr's soft Riccati solution. The actor's box is ±3, wide enough that the
-    tanh squashing is negligible where the policy puts its mass (|a| ≲ 1.5). The critic is the
-    mean of the twin critics on s ∈ [−1.5, 1.5], a = K·s + [−1, 1] (about ±3σ).
+    """SAC's actor gain and covariance, and its critic on a grid of (s, a), against
+    pgm_control.soft_lqr's soft Riccati solution (see _compare_with_closed_form)."""
+    model, exact = _sac_on_lq(LQ_1D, 5000, seed=1)
+    r = _compare(model, exact, grid_points=7)
+    assert r.gain_error <= 0.05
+    assert r.covariance_error <= 0.10
+    assert r.critic_error <= 0.05
 
-    NOT YET the issue's acceptance (gain 5%, variance 10%, critic 5%): in the ≤ 60 s budget
-    (5000 env steps, one update each) this seed measured gain −19%, variance +11%, critic 23%,
-    and other settings tried on the way stayed 5–20% off (see the README). The bounds below
-    hold what 5000 steps reach, so the test still fails on a wrong sign, scale, temperature or
-    discount; the exact fixed point itself is tested above on the losses."""
-    a, alpha, gamma, w = 0.8, 0.5, 0.8, 0.05
-    exact = soft_lqr(a, 1.0, 1.0, 1.0, temperature=alpha, discount=gamma, noise_covariance=w)
-    env = LinearQuadraticEnv(a, 1.0, 1.0, 1.0, w, action_bound=3.0, initial_bound=2.0,
-                             max_episode_steps=10)  # fmt: skip
-    model = SAC(
-        env, temperature=alpha, discount=gamma, hidden=(64, 64), tau=0.02, batch_size=256,
-        learning_starts=256, actor_kwargs={"init_scale": 0.2}, seed=0, progress=False,
-    )  # fmt: skip
-    model.learn(5000)
-    s = torch.linspace(-1.5, 1.5, 31).reshape(-1, 1)
-    with torch.no_grad():
-        q = model.policy(s)
-        gain = ((q.median[:, 0] * s[:, 0]).sum() / (s[:, 0] ** 2).sum()).item()
-        draws, _ = q.rsample_with_log_prob((4000,), generator=torch.Generator().manual_seed(0))
-        variance = draws.var(0).mean().item()
-        ss, du = torch.meshgrid(torch.linspace(-1.5, 1.5, 7), torch.linspace(-1, 1, 7),
-                                indexing="ij")  # fmt: skip
-        uu = exact.gain.item() * ss + du
-        q_sac = model.critic(ss.reshape(-1, 1), uu.reshape(-1, 1)).mean(0).double()
-    q_true = exact.q_value(ss.reshape(-1, 1).double(), uu.reshape(-1, 1).double())
-    rel = ((q_sac - q_true).abs() / q_true.abs()).max().item()
-    print(f"LQ: gain {gain:.4f} vs {exact.gain.item():.4f}; variance {variance:.4f} vs "
-          f"{exact.covariance.item():.4f}; critic max rel. error {rel:.3f}")  # fmt: skip
-    assert gain == pytest.approx(exact.gain.item(), rel=0.25)
-    assert variance == pytest.approx(exact.covariance.item(), rel=0.25)
-    assert rel <= 0.30
+
+@pytest.mark.slow
+def test_sac_on_the_2d_lq_problem_matches_the_closed_form():
+    """The same check on the coupled 2-D problem (gain 1×2, covariance 1×1)."""
+    model, exact = _sac_on_lq(LQ_2D, 5000, seed=1)
+    r = _compare(model, exact, grid_points=5)
+    assert r.gain_error <= 0.05
+    assert r.covariance_error <= 0.10
+    assert r.critic_error <= 0.05
 
 
 def test_vectorised_collection_keeps_the_true_successor():
