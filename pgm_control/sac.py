@@ -470,11 +470,11 @@ class SAC(Algorithm):
     def learn(self, total_timesteps: int, *, progress: bool | None = None):
         """Take ``total_timesteps`` more env steps (see :meth:`Algorithm.learn`), with
         ``num_threads`` torch threads."""
+        steps = check_positive_int("total_timesteps", total_timesteps)
+        self._schedule = (self.num_timesteps, steps)  # learning_rate_final's anneal
         threads = torch.get_num_threads()
         if self.num_threads is not None:
             torch.set_num_threads(self.num_threads)
-        steps = check_positive_int("total_timesteps", total_timesteps)
-        self._schedule = (self.num_timesteps, steps)
         try:
             return super().learn(total_timesteps, progress=progress)
         finally:
