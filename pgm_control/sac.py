@@ -277,6 +277,10 @@ class SAC(Algorithm):
             jittering around it.
         buffer_size: replay capacity (≥ batch_size).
         learning_starts: env steps of uniformly random actions before learning.
+        warmup_bound: None (the whole action box), or the half-width of those uniform
+            actions about the box's centre, in the env's units (clipped to the box): a
+            narrower warm-up keeps the visited states where the tanh box barely bends the
+            actor, so that a critic fitted to them sees the Q^π of the policy being learned.
         batch_size: transitions per gradient step.
         tau: Polyak rate of the target critics, θ̄ ← (1 − τ)·θ̄ + τ·θ.
         train_freq: env steps between training phases.
@@ -319,6 +323,7 @@ class SAC(Algorithm):
         learning_rate_final: float | None = None,
         buffer_size: int = 1_000_000,
         learning_starts: int = 100,
+        warmup_bound: float | None = None,
         batch_size: int = 256,
         tau: float = 0.005,
         train_freq: int = 1,
@@ -382,7 +387,8 @@ class SAC(Algorithm):
             temperature=temperature, initial_temperature=initial_temperature,
             target_entropy=target_entropy, discount=discount, learning_rate=learning_rate,
             learning_rate_final=learning_rate_final, critic=critic,
-            buffer_size=buffer_size, learning_starts=learning_starts, batch_size=batch_size,
+            buffer_size=buffer_size, learning_starts=learning_starts, warmup_bound=warmup_bound,
+            batch_size=batch_size,
             tau=tau, train_freq=train_freq, gradient_steps=gradient_steps, hidden=tuple(hidden),
             activation=activation, actor=actor, actor_kwargs=actor_kwargs,
             log_interval=log_interval, num_threads=num_threads, num_envs=num_envs,
@@ -426,6 +432,13 @@ class SAC(Algorithm):
         self._pending: list[torch.Tensor] = []  # per-update losses not yet logged
         self._action_low = np.asarray(self.action_space.low, dtype=self.action_space.dtype)
         self._action_high = np.asarray(self.action_space.high, dtype=self.action_space.dtype)
+        # the warm-up's uniform box: the action box, or ± warmup_bound about its centre
+        self._warmup_low, self._warmup_high = self._action_low, self._action_high
+        if warmup_bound is not None:
+            half = check_positive_float("warmup_bound", warmup_bound)
+            centre = (self._action_low + self._action_high) / 2
+            self._warmup_low = np.maximum(self._action_low, centre - half)
+            self._warmup_high = np.minimum(self._action_high, centre + half)
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.vector_env = None
         if self.num_envs > 1:
@@ -486,7 +499,7 @@ class SAC(Algorithm):
             return self._vector_train_step()
         # collect: uniform actions until learning starts, then a draw from the guide
         if self.num_timesteps < self.learning_starts:
-            action = self.np_random.uniform(self._action_low, self._action_high)
+            action = self.np_random.uniform(self._warmup_low, self._warmup_high)
             action = action.astype(self.action_space.dtype)
         else:
             with torch.no_grad():
@@ -506,7 +519,7 @@ class SAC(Algorithm):
         obs = self._vector_obs
         if self.num_timesteps < self.learning_starts:
             actions = self.np_random.uniform(
-                self._action_low, self._action_high, (n, self.action_dim)
+                self._warmup_low, self._warmup_high, (n, self.action_dim)
             )
             actions = actions.astype(self.action_space.dtype)
         else:

@@ -149,6 +149,22 @@ def test_errors_name_the_argument():
         SAC("Pendulum-v1", actor=OpenLoopNormalGuide(spec), **SMALL)
     with pytest.raises(ValueError, match="total_timesteps"):
         SAC("Pendulum-v1", **SMALL).learn(0)
+    with pytest.raises(ValueError, match="warmup_bound"):
+        SAC("Pendulum-v1", warmup_bound=0.0, **SMALL)
+
+
+def test_warmup_bound_narrows_the_uniform_warm_up_about_the_box_centre():
+    """Pendulum's box is ±2: warm-up actions fill ±0.5 with warmup_bound=0.5 (and the whole
+    box without it); a bound wider than the box is clipped to it."""
+    narrow = SAC("Pendulum-v1", warmup_bound=0.5, **SMALL)
+    narrow.learn(50)
+    a = narrow.buffer.actions[:50]
+    assert a.abs().max() <= 0.5 and a.abs().max() > 0.4 and a.min() < 0 < a.max()
+    full = SAC("Pendulum-v1", **SMALL)
+    full.learn(50)
+    assert full.buffer.actions[:50].abs().max() > 1.5
+    wide = SAC("Pendulum-v1", warmup_bound=10.0, **SMALL)
+    assert (wide._warmup_low == -2).all() and (wide._warmup_high == 2).all()
 
 
 def test_seeded_runs_reproduce_and_leave_the_global_rng_alone():
