@@ -357,7 +357,7 @@ def test_sac_on_the_2d_lq_problem_matches_the_closed_form():
     / 7.3%, variance 2.3 / 3.4 / 3.2% (met), critic 25.3 / 12.6 / 24.2% per point. The bounds
     hold what 4000 steps reach, so the test still fails on a wrong sign, scale, temperature,
     discount or noise. A ±1.5 warm-up (``warmup_bound=1.5``) meets every figure on seeds 0
-    and 1 but not on seed 2 (gain 9.0%, critic 30.4%); 8000 steps leave the gain 6–7%."""
+    and 1 but not on seed 2 (gain 9.0%, critic 30.4%); 8000 steps leave the gain 5–7%."""
     model, exact = _sac_on_lq(LQ_2D, 4000, seed=0)
     r = _compare(model, exact, grid_points=5)
     assert r.gain_error <= 0.10
