@@ -67,10 +67,16 @@ from .models import continuous_control_model, control_model, enumerated_log_evid
 from .mppi import MPPI
 from .reward_models import LinearReward, RewardWrapper, TabularReward
 from .rollout import RolloutResult, rollout
-from .sac import SAC, TwinQ, observation_mdp
+from .sac import SAC, TwinQ, TwinQuadraticQ, observation_mdp
 from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
 from .soft_dqn import SoftDQN
-from .soft_lqr import LinearQuadraticEnv, SoftLQRSolution, soft_lqr
+from .soft_lqr import (
+    LinearQuadraticEnv,
+    SoftLQRComparison,
+    SoftLQRSolution,
+    compare_with_soft_lqr,
+    soft_lqr,
+)
 from .soft_policy_gradient import (
     SoftPolicyGradientResult,
     occupancy_weighted_kl,
@@ -174,4 +180,8 @@ __all__ = [
     "soft_lqr",
     "SoftLQRSolution",
     "LinearQuadraticEnv",
+    # SAC against the closed-form soft LQR (issue 11, the exact check)
+    "SoftLQRComparison",
+    "compare_with_soft_lqr",
+    "TwinQuadraticQ",
 ]

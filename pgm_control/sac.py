@@ -63,6 +63,7 @@ from .validation import (
 __all__ = [
     "SAC",
     "TwinQ",
+    "TwinQuadraticQ",
     "observation_mdp",
     "critic_loss",
     "actor_loss",
@@ -183,6 +184,41 @@ class TwinQ(nn.Module):
         return x.squeeze(-1)
 
 
+class TwinQuadraticQ(nn.Module):
+    """``n`` independent quadratic critics Qᵢ(s, a) = xᵀMᵢx + bᵢᵀx + cᵢ, x = [s; a].
+
+    The family that holds the entropy-regularised LQR's soft Q exactly
+    (:mod:`pgm_control.soft_lqr`: Q = −xᵀHx + q₀), so that the critic's soft Bellman fixed
+    point lies in it; linear in its parameters (Mᵢ is used symmetrised, (Mᵢ + Mᵢᵀ)/2). Same
+    call as :class:`TwinQ`. Parameters start at small random values (σ = 0.01), so the
+    critics differ.
+
+    Args:
+        observation_dim, action_dim: input sizes.
+        n: number of critics.
+        dtype: parameter dtype.
+    """
+
+    def __init__(self, observation_dim, action_dim, *, n=2, dtype=torch.float32):
+        super().__init__()
+        d = check_positive_int("observation_dim", observation_dim) + check_positive_int(
+            "action_dim", action_dim
+        )
+        self.n = check_positive_int("n", n)
+        self.quadratic = nn.Parameter(0.01 * torch.randn(n, d, d, dtype=dtype))
+        self.linear = nn.Parameter(0.01 * torch.randn(n, d, dtype=dtype))
+        self.constant = nn.Parameter(0.01 * torch.randn(n, dtype=dtype))
+
+    def forward(self, observations, actions, *, detach: bool = False) -> torch.Tensor:
+        """Qᵢ(s, a) for a batch: (B, obs_dim), (B, action_dim) → (n, B)."""
+        x = torch.cat([observations, actions], dim=-1)
+        m, b, c = self.quadratic, self.linear, self.constant
+        if detach:
+            m, b, c = m.detach(), b.detach(), c.detach()
+        m = (m + m.transpose(-1, -2)) / 2
+        return torch.einsum("bi,nij,bj->nb", x, m, x) + b @ x.T + c[:, None]
+
+
 # ---------------------------------------------------------------- the three losses
 def soft_bellman_target(
     rewards, terminated, next_q, next_log_q, *, temperature, discount
@@ -241,14 +277,25 @@ class SAC(Algorithm):
             policy twice as narrow as SB3's, and explored less in the first 5k steps).
         discount: γ in (0, 1].
         learning_rate: Adam's step for actor, critics and temperature.
+        learning_rate_final: None (constant), or the step that ``learning_rate`` anneals to
+            linearly over each :meth:`learn` call (as SB3's linear schedule of the progress
+            remaining): a decaying step lets the critic settle on its fixed point instead of
+            jittering around it.
         buffer_size: replay capacity (≥ batch_size).
         learning_starts: env steps of uniformly random actions before learning.
+        warmup_bound: None (the whole action box), or the half-width of those uniform
+            actions about the box's centre, in the env's units (clipped to the box): a
+            narrower warm-up keeps the visited states where the tanh box barely bends the
+            actor, so that a critic fitted to them sees the Q^π of the policy being learned.
         batch_size: transitions per gradient step.
         tau: Polyak rate of the target critics, θ̄ ← (1 − τ)·θ̄ + τ·θ.
         train_freq: env steps between training phases.
         gradient_steps: gradient steps per training phase (update ratio = gradient_steps /
             train_freq).
         hidden: hidden widths of the critics, and of the actor unless ``actor`` is given.
+        critic: ``"mlp"`` (default, :class:`TwinQ` with ``hidden``) or ``"quadratic"``
+            (:class:`TwinQuadraticQ`, Q = [s; a]ᵀM[s; a] + bᵀ[s; a] + c: the family of the
+            linear–quadratic problem's exact soft Q).
         activation: hidden activation of both (an ``nn.Module`` class).
         actor: a closed-loop :class:`~pgm_control.guides.continuous.SquashedGaussianGuide`
             built on ``observation_mdp(env.observation_space, env.action_space)`` (or any MDP
@@ -287,14 +334,17 @@ class SAC(Algorithm):
         target_entropy: float | None = None,
         discount: float = 0.99,
         learning_rate: float = 3e-4,
+        learning_rate_final: float | None = None,
         buffer_size: int = 1_000_000,
         learning_starts: int = 100,
+        warmup_bound: float | None = None,
         batch_size: int = 256,
         tau: float = 0.005,
         train_freq: int = 1,
         gradient_steps: int = 1,
         hidden=(256, 256),
         activation=nn.ReLU,
+        critic: str = "mlp",
         actor: SquashedGaussianGuide | None = None,
         actor_kwargs: dict | None = None,
         log_interval: int = 100,
@@ -322,6 +372,13 @@ class SAC(Algorithm):
         initial_temperature = check_temperature(initial_temperature, "initial_temperature")
         self.discount = check_discount(discount)
         self.learning_rate = check_positive_float("learning_rate", learning_rate)
+        self.learning_rate_final = (
+            None
+            if learning_rate_final is None
+            else check_positive_float("learning_rate_final", learning_rate_final)
+        )
+        if critic not in ("mlp", "quadratic"):
+            raise ValueError(f"`critic` must be 'mlp' or 'quadratic', got {critic!r}")
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.buffer_size = check_positive_int("buffer_size", buffer_size)
         if self.buffer_size < self.batch_size:
@@ -353,7 +410,9 @@ class SAC(Algorithm):
         self.hyperparameters = dict(
             temperature=temperature, initial_temperature=initial_temperature,
             target_entropy=target_entropy, discount=discount, learning_rate=learning_rate,
-            buffer_size=buffer_size, learning_starts=learning_starts, batch_size=batch_size,
+            learning_rate_final=learning_rate_final, critic=critic,
+            buffer_size=buffer_size, learning_starts=learning_starts, warmup_bound=warmup_bound,
+            batch_size=batch_size,
             tau=tau, train_freq=train_freq, gradient_steps=gradient_steps, hidden=tuple(hidden),
             activation=activation, actor=actor, actor_kwargs=actor_kwargs,
             log_interval=log_interval, num_threads=num_threads,
@@ -372,11 +431,13 @@ class SAC(Algorithm):
             actor = _check_actor(actor, obs_dim, self.action_space)
         self.actor = actor.to(self.device)
 
-        def critic():
+        def make_critic():
+            if critic == "quadratic":
+                return TwinQuadraticQ(obs_dim, self.action_dim)
             return TwinQ(obs_dim, self.action_dim, hidden=hidden, activation=activation)
 
-        self.critic = self._init_modules(critic).to(self.device)
-        self.critic_target = self._init_modules(critic)  # a copy: the same initial weights
+        self.critic = self._init_modules(make_critic).to(self.device)
+        self.critic_target = self._init_modules(make_critic)  # a copy: the same initial weights
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.to(self.device).requires_grad_(False)
         kw = {"dtype": dtype, "device": self.device}
@@ -392,9 +453,17 @@ class SAC(Algorithm):
             action_dtype=dtype, float_dtype=dtype, device=self.device,
         )  # fmt: skip
         self._updates = 0
+        self._schedule = (0, 1)  # (first step, steps) of the current learn call
         self._pending: list[torch.Tensor] = []  # per-update losses not yet logged
         self._action_low = np.asarray(self.action_space.low, dtype=self.action_space.dtype)
         self._action_high = np.asarray(self.action_space.high, dtype=self.action_space.dtype)
+        # the warm-up's uniform box: the action box, or ± warmup_bound about its centre
+        self._warmup_low, self._warmup_high = self._action_low, self._action_high
+        if warmup_bound is not None:
+            half = check_positive_float("warmup_bound", warmup_bound)
+            centre = (self._action_low + self._action_high) / 2
+            self._warmup_low = np.maximum(self._action_low, centre - half)
+            self._warmup_high = np.minimum(self._action_high, centre + half)
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.vector_env = None
         if self.num_envs > 1:
@@ -456,6 +525,8 @@ class SAC(Algorithm):
     def learn(self, total_timesteps: int, *, progress: bool | None = None):
         """Take ``total_timesteps`` more env steps (see :meth:`Algorithm.learn`), with
         ``num_threads`` torch threads."""
+        steps = check_positive_int("total_timesteps", total_timesteps)
+        self._schedule = (self.num_timesteps, steps)  # learning_rate_final's anneal
         threads = torch.get_num_threads()
         if self.num_threads is not None:
             torch.set_num_threads(self.num_threads)
@@ -470,7 +541,7 @@ class SAC(Algorithm):
             return self._vector_train_step()
         # collect: uniform actions until learning starts, then a draw from the guide
         if self.num_timesteps < self.learning_starts:
-            action = self.np_random.uniform(self._action_low, self._action_high)
+            action = self.np_random.uniform(self._warmup_low, self._warmup_high)
             action = action.astype(self.action_space.dtype)
         else:
             with torch.inference_mode():
@@ -490,7 +561,7 @@ class SAC(Algorithm):
         obs = self._vector_obs
         if self.num_timesteps < self.learning_starts:
             actions = self.np_random.uniform(
-                self._action_low, self._action_high, (n, self.action_dim)
+                self._warmup_low, self._warmup_high, (n, self.action_dim)
             )
             actions = actions.astype(self.action_space.dtype)
         else:
@@ -537,6 +608,12 @@ class SAC(Algorithm):
         q_pi = self.critic(batch.observations, a_pi, detach=True)
         loss_pi = actor_loss(q_pi, log_q, alpha)
         loss = loss_q + loss_pi
+        if self.learning_rate_final is not None:
+            start, steps = self._schedule
+            done = min(max((self.num_timesteps - start) / steps, 0.0), 1.0)
+            lr = self.learning_rate + done * (self.learning_rate_final - self.learning_rate)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         if self.auto_temperature:
             loss_alpha = temperature_loss(self.log_alpha, log_q, self.target_entropy)
             loss = loss + loss_alpha

@@ -41,7 +41,14 @@ import torch
 
 from .validation import check_discount, check_positive_int, check_temperature
 
-__all__ = ["SoftLQRSolution", "soft_lqr", "LinearQuadraticEnv", "LINEAR_QUADRATIC_ENV_ID"]
+__all__ = [
+    "SoftLQRSolution",
+    "soft_lqr",
+    "LinearQuadraticEnv",
+    "LINEAR_QUADRATIC_ENV_ID",
+    "SoftLQRComparison",
+    "compare_with_soft_lqr",
+]
 
 LINEAR_QUADRATIC_ENV_ID = "pgm_control/LinearQuadratic-v0"
 
@@ -194,6 +201,105 @@ def soft_lqr(
     return SoftLQRSolution(
         P=P, c=c, gain=gain, covariance=covariance, H=H, q_constant=gamma * (c - trace_pw),
         temperature=alpha, discount=gamma, iterations=iterations,
+    )  # fmt: skip
+
+
+@dataclasses.dataclass
+class SoftLQRComparison:
+    """A learned policy and soft Q read against a :class:`SoftLQRSolution`.
+
+    Attributes:
+        gain: (m, n) least-squares slope of the learned mean action over the states.
+        offset: (m,) its intercept (0 at the optimum).
+        covariance: (m, m) the learned per-state action covariance, averaged over the states.
+        gain_error: ‖K̂ − K‖_F / ‖K‖_F.
+        covariance_error: ‖Σ̂ − Σ‖_F / ‖Σ‖_F.
+        critic_error: maxₖ |Q̂ − Q*| / |Q*| over the grid points (per point).
+        critic_error_of_max: maxₖ |Q̂ − Q*| / maxₖ |Q*| (the looser normalisation).
+        grid_states, grid_actions: (k, n), (k, m) the grid of (s, a).
+        q_learned, q_exact: (k,) Q̂ and Q* on it.
+    """
+
+    gain: torch.Tensor
+    offset: torch.Tensor
+    covariance: torch.Tensor
+    gain_error: float
+    covariance_error: float
+    critic_error: float
+    critic_error_of_max: float
+    grid_states: torch.Tensor
+    grid_actions: torch.Tensor
+    q_learned: torch.Tensor
+    q_exact: torch.Tensor
+
+
+def compare_with_soft_lqr(
+    solution: SoftLQRSolution,
+    states: torch.Tensor,
+    sample_actions,
+    q_function,
+    *,
+    half_width: float = 1.5,
+    grid_points: int = 7,
+    action_points: int = 7,
+    action_half_width: float = 2.5,
+) -> SoftLQRComparison:
+    """Read a learned policy's gain and covariance, and a learned soft Q, against the closed form.
+
+    Gain: the least-squares fit (with an intercept) of the Monte-Carlo mean action
+    â(s) = mean_d a_d(s) on the given states, â(s) ≈ K̂·s + k̂. Covariance: the per-state
+    sample covariance of the drawn actions, averaged over the states. Critic: on the grid
+    s ∈ [−half_width, half_width]ⁿ (``grid_points`` per axis) × a = K·s + c·√diag Σ,
+    c ∈ [−action_half_width, action_half_width] (``action_points``), the per-point relative
+    error maxₖ |Q̂ − Q*|/|Q*|: meaningful when Q* stays away from 0 on the grid (it does when
+    q₀ < 0, since Q* ≤ q₀) — the caller checks; choose the grid inside the data.
+
+    Args:
+        solution: the closed form.
+        states: (N, n) the states to read the actor on (e.g. the visited ones).
+        sample_actions: states (N, n) ↦ drawn actions (D, N, m), in the env's units.
+        q_function: (states (k, n), actions (k, m)) ↦ Q̂ (k,).
+        half_width, grid_points, action_points, action_half_width: the grid.
+    """
+    dtype = solution.P.dtype
+    n, m = solution.P.shape[0], solution.gain.shape[0]
+    check_positive_int("grid_points", grid_points)
+    check_positive_int("action_points", action_points)
+    states = torch.as_tensor(states).to(dtype)
+    if states.ndim != 2 or states.shape[1] != n:
+        raise ValueError(f"`states` must be (N, {n}), got {tuple(states.shape)}")
+    with torch.no_grad():
+        draws = torch.as_tensor(sample_actions(states)).to(dtype)
+        if draws.ndim != 3 or draws.shape[1:] != (states.shape[0], m) or draws.shape[0] < 2:
+            raise ValueError(
+                f"`sample_actions` must return (D ≥ 2, {states.shape[0]}, {m}) draws, got "
+                f"{tuple(draws.shape)}"
+            )
+        mean = draws.mean(0)
+        centred = draws - mean
+        covariance = torch.einsum("dni,dnj->ij", centred, centred)
+        covariance = covariance / (states.shape[0] * (draws.shape[0] - 1))
+        design = torch.cat([states, torch.ones(states.shape[0], 1, dtype=dtype)], 1)
+        coef = torch.linalg.lstsq(design, mean).solution
+        gain, offset = coef[:n].T, coef[n]
+        axis = torch.linspace(-half_width, half_width, grid_points, dtype=dtype)
+        grid = torch.cartesian_prod(*[axis] * n).reshape(-1, n)
+        steps = torch.linspace(-action_half_width, action_half_width, action_points, dtype=dtype)
+        s = grid.repeat_interleave(action_points, 0)
+        spread = steps.repeat(grid.shape[0])[:, None] * solution.covariance.diag().sqrt()
+        a = s @ solution.gain.T + spread
+        q_learned = torch.as_tensor(q_function(s, a)).to(dtype).reshape(-1)
+    q_exact = solution.q_value(s, a)
+    err = (q_learned - q_exact).abs()
+    return SoftLQRComparison(
+        gain=gain, offset=offset, covariance=covariance,
+        gain_error=((gain - solution.gain).norm() / solution.gain.norm()).item(),
+        covariance_error=(
+            (covariance - solution.covariance).norm() / solution.covariance.norm()
+        ).item(),
+        critic_error=(err / q_exact.abs()).max().item(),
+        critic_error_of_max=(err.max() / q_exact.abs().max()).item(),
+        grid_states=s, grid_actions=a, q_learned=q_learned, q_exact=q_exact,
     )  # fmt: skip
 
 

@@ -14,13 +14,14 @@ from pgm_control.guides.continuous import GaussianMLPGuide, OpenLoopNormalGuide
 from pgm_control.sac import (
     SAC,
     TwinQ,
+    TwinQuadraticQ,
     actor_loss,
     critic_loss,
     observation_mdp,
     soft_bellman_target,
     temperature_loss,
 )
-from pgm_control.soft_lqr import LinearQuadraticEnv, soft_lqr
+from pgm_control.soft_lqr import LinearQuadraticEnv, compare_with_soft_lqr, soft_lqr
 
 SMALL = dict(hidden=(16, 16), batch_size=32, learning_starts=50, buffer_size=500, progress=False)
 
@@ -45,6 +46,57 @@ def test_twin_q_is_two_independent_mlps():
     out_d = q(s, a.requires_grad_(), detach=True)
     out_d.sum().backward()
     assert all(p.grad is None for p in q.parameters()) and a.grad is not None
+
+
+def test_twin_quadratic_q_is_two_independent_quadratics(tmp_path):
+    """Qᵢ(s, a) = xᵀMᵢx + bᵢᵀx + cᵢ evaluated term by term in a loop, and the LQR's soft Q
+    (−xᵀHx + q₀) is representable exactly."""
+    torch.manual_seed(0)
+    q = TwinQuadraticQ(2, 1, dtype=torch.float64)
+    s, a = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)
+    out = q(s, a)
+    assert out.shape == (2, 5)
+    x = torch.cat([s, a], -1)
+    for i in range(2):
+        m = q.quadratic[i].detach()
+        for k in range(5):
+            value = sum(m[p, r] * x[k, p] * x[k, r] for p in range(3) for r in range(3))
+            value = value + q.linear[i].detach() @ x[k] + q.constant[i].detach()
+            assert out[i, k].item() == pytest.approx(value.item(), rel=1e-12)
+    sol = soft_lqr(np.array([[1.0, 0.2], [0.0, 0.9]]), np.array([[0.0], [1.0]]), np.eye(2), 1.0,
+                   temperature=0.5, discount=0.8, noise_covariance=0.02 * np.eye(2))  # fmt: skip
+    with torch.no_grad():
+        q.quadratic.copy_(-sol.H.expand(2, 3, 3))
+        q.linear.zero_()
+        q.constant.fill_(sol.q_constant.item())
+    torch.testing.assert_close(q(s, a), sol.q_value(s, a).expand(2, 5))
+    out = q(s, a.requires_grad_(), detach=True)
+    out.sum().backward()
+    assert all(p.grad is None for p in q.parameters()) and a.grad is not None
+    with pytest.raises(ValueError, match="critic"):
+        SAC("Pendulum-v1", critic="linear", **SMALL)
+    # SAC builds it from critic="quadratic", and save/load keep it
+    model = SAC("Pendulum-v1", critic="quadratic", learning_rate_final=1e-4, **SMALL)
+    model.learn(60)
+    model.save(tmp_path / "q.pt")
+    loaded = SAC.load(tmp_path / "q.pt")
+    assert isinstance(loaded.critic, TwinQuadraticQ) and loaded.learning_rate_final == 1e-4
+    assert torch.equal(_params(loaded.critic), _params(model.critic))
+
+
+def test_learning_rate_anneals_linearly_over_each_learn_call():
+    model = SAC("Pendulum-v1", learning_rate=1e-3, learning_rate_final=1e-4, seed=0,
+                **{**SMALL, "learning_starts": 10})  # fmt: skip
+    model.learn(60)
+    # the last update ran at env step 60 of 60: the final step
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    model.learn(40)  # a new call restarts the anneal
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    model._schedule = (model.num_timesteps, 40)
+    model._update(model.buffer.sample(32, model.torch_generator))  # 0 of 40 steps done
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="learning_rate_final"):
+        SAC("Pendulum-v1", learning_rate_final=0.0, **SMALL)
 
 
 def test_losses_on_a_fixed_batch():
@@ -97,6 +149,22 @@ def test_errors_name_the_argument():
         SAC("Pendulum-v1", actor=OpenLoopNormalGuide(spec), **SMALL)
     with pytest.raises(ValueError, match="total_timesteps"):
         SAC("Pendulum-v1", **SMALL).learn(0)
+    with pytest.raises(ValueError, match="warmup_bound"):
+        SAC("Pendulum-v1", warmup_bound=0.0, **SMALL)
+
+
+def test_warmup_bound_narrows_the_uniform_warm_up_about_the_box_centre():
+    """Pendulum's box is ±2: warm-up actions fill ±0.5 with warmup_bound=0.5 (and the whole
+    box without it); a bound wider than the box is clipped to it."""
+    narrow = SAC("Pendulum-v1", warmup_bound=0.5, **SMALL)
+    narrow.learn(50)
+    a = narrow.buffer.actions[:50]
+    assert a.abs().max() <= 0.5 and a.abs().max() > 0.4 and a.min() < 0 < a.max()
+    full = SAC("Pendulum-v1", **SMALL)
+    full.learn(50)
+    assert full.buffer.actions[:50].abs().max() > 1.5
+    wide = SAC("Pendulum-v1", warmup_bound=10.0, **SMALL)
+    assert (wide._warmup_low == -2).all() and (wide._warmup_high == 2).all()
 
 
 def test_seeded_runs_reproduce_and_leave_the_global_rng_alone():
@@ -207,44 +275,94 @@ def test_actor_loss_is_stationary_at_the_closed_form_policy():
     assert grad(k0, ls0 + 0.2)[1] > 10 * at_optimum[1]
 
 
+# the two linear–quadratic problems SAC is held to (α = 0.5, γ = 0.8): a 1-D one, and a
+# coupled stable 2-D one whose one action drives both states (a 1-D action, because the
+# gaussian_mlp guide is diagonal and the closed form's Σ would not be for 2-D actions)
+LQ_1D = dict(A=0.8, B=1.0, Q=1.0, R=1.0, noise_covariance=0.05)
+LQ_2D = dict(A=[[0.8, 0.4], [0.0, 0.7]], B=[[0.5], [1.0]], Q=np.eye(2), R=1.0,
+             noise_covariance=0.05 * np.eye(2))  # fmt: skip
+# SAC as tested against them: the closed form's α (fixed) and γ, the env's noise W, truncation
+# bootstrapped; an actor box of ±3 (|K·s| ≲ 1.3 on the grid: tanh's slope there is ≥ 0.84 of
+# its slope at 0); the quadratic critic (the family of the exact soft Q); Adam's step annealed
+# 1e-2 → 1e-4; τ = 0.1; batches of 512, two updates per env step; 1000 uniformly random
+# warm-up steps (actions decorrelated from states: the critic's H_aa and H_as are identified)
+LQ_SAC = dict(temperature=0.5, discount=0.8, critic="quadratic", hidden=(32, 32),
+              learning_rate=1e-2, learning_rate_final=1e-4, tau=0.1, batch_size=512,
+              gradient_steps=2, learning_starts=1000, actor_kwargs={"init_scale": 0.2},
+              progress=False)  # fmt: skip
+
+
+def _sac_on_lq(problem, steps, seed, **options):
+    exact = soft_lqr(**problem, temperature=0.5, discount=0.8)
+    env = LinearQuadraticEnv(
+        problem["A"], problem["B"], problem["Q"], problem["R"], problem["noise_covariance"],
+        action_bound=3.0, initial_bound=2.0, max_episode_steps=10,
+    )  # fmt: skip
+    model = SAC(env, seed=seed, **{**LQ_SAC, **options})
+    model.learn(steps)
+    return model, exact
+
+
+def _compare(model, exact, grid_points):
+    """SAC read against the closed form (pgm_control.soft_lqr.compare_with_soft_lqr): the
+    actor on the visited states (the replay buffer's), 400 actions per state in the env's
+    units; the critic is SAC's own estimate minᵢ Q̄ᵢ of the Polyak-averaged target critics."""
+    gen = torch.Generator().manual_seed(0)
+    states = model.buffer.observations[: len(model.buffer)]
+
+    def sample(s):
+        return model.policy(s.float()).rsample_with_log_prob((400,), generator=gen)[0]
+
+    def critic(s, a):
+        return model.critic_target(s.float(), a.float()).min(0).values
+
+    r = compare_with_soft_lqr(exact, states, sample, critic, grid_points=grid_points)
+    covered = states.abs().quantile(0.99, dim=0)
+    print(f"\ngain {r.gain.flatten().tolist()} vs {exact.gain.flatten().tolist()} "
+          f"({r.gain_error:.1%}), offset {r.offset.tolist()}; covariance "
+          f"{r.covariance.flatten().tolist()} vs {exact.covariance.flatten().tolist()} "
+          f"({r.covariance_error:.1%}); critic max per-point rel. error {r.critic_error:.1%} "
+          f"(max |err| / max |Q*|: {r.critic_error_of_max:.1%}); states' 99% |s| "
+          f"{covered.tolist()}")  # fmt: skip
+    # the grid lies inside the data, and Q* ≤ q₀ < 0 there (the per-point error is meaningful)
+    assert (covered >= 1.5).all() and exact.q_constant < 0
+    return r
+
+
 @pytest.mark.slow
 def test_sac_on_the_1d_lq_problem_matches_the_closed_form():
-    """SAC's actor gain and variance, and its critic on a grid of (s, a), against
-    pgm_control.soft_lqr's soft Riccati solution. The actor's box is ±3, wide enough that the
-    tanh squashing is negligible where the policy puts its mass (|a| ≲ 1.5). The critic is the
-    mean of the twin critics on s ∈ [−1.5, 1.5], a = K·s + [−1, 1] (about ±3σ).
+    """SAC's actor gain and covariance, and its critic on a grid of (s, a), against
+    pgm_control.soft_lqr's soft Riccati solution (read as in _compare).
 
-    NOT YET the issue's acceptance (gain 5%, variance 10%, critic 5%): in the ≤ 60 s budget
-    (5000 env steps, one update each) this seed measured gain −19%, variance +11%, critic 23%,
-    and other settings tried on the way stayed 5–20% off (see the README). The bounds below
-    hold what 5000 steps reach, so the test still fails on a wrong sign, scale, temperature or
-    discount; the exact fixed point itself is tested above on the losses."""
-    a, alpha, gamma, w = 0.8, 0.5, 0.8, 0.05
-    exact = soft_lqr(a, 1.0, 1.0, 1.0, temperature=alpha, discount=gamma, noise_covariance=w)
-    env = LinearQuadraticEnv(a, 1.0, 1.0, 1.0, w, action_bound=3.0, initial_bound=2.0,
-                             max_episode_steps=10)  # fmt: skip
-    model = SAC(
-        env, temperature=alpha, discount=gamma, hidden=(64, 64), tau=0.02, batch_size=256,
-        learning_starts=256, actor_kwargs={"init_scale": 0.2}, seed=0, progress=False,
-    )  # fmt: skip
-    model.learn(5000)
-    s = torch.linspace(-1.5, 1.5, 31).reshape(-1, 1)
-    with torch.no_grad():
-        q = model.policy(s)
-        gain = ((q.median[:, 0] * s[:, 0]).sum() / (s[:, 0] ** 2).sum()).item()
-        draws, _ = q.rsample_with_log_prob((4000,), generator=torch.Generator().manual_seed(0))
-        variance = draws.var(0).mean().item()
-        ss, du = torch.meshgrid(torch.linspace(-1.5, 1.5, 7), torch.linspace(-1, 1, 7),
-                                indexing="ij")  # fmt: skip
-        uu = exact.gain.item() * ss + du
-        q_sac = model.critic(ss.reshape(-1, 1), uu.reshape(-1, 1)).mean(0).double()
-    q_true = exact.q_value(ss.reshape(-1, 1).double(), uu.reshape(-1, 1).double())
-    rel = ((q_sac - q_true).abs() / q_true.abs()).max().item()
-    print(f"LQ: gain {gain:.4f} vs {exact.gain.item():.4f}; variance {variance:.4f} vs "
-          f"{exact.covariance.item():.4f}; critic max rel. error {rel:.3f}")  # fmt: skip
-    assert gain == pytest.approx(exact.gain.item(), rel=0.25)
-    assert variance == pytest.approx(exact.covariance.item(), rel=0.25)
-    assert rel <= 0.30
+    The issue's acceptance is gain 5%, covariance 10%, critic 5%. Seeds 0, 1, 2 measured
+    gain 0.3 / 0.7 / 1.4%, variance 0.3 / 0.1 / 2.6%, critic 7.7 / 4.8 / 4.3% (README, "The
+    exact check"): the critic's 5% is met on two seeds of three, not on this one (seed 0), so
+    its bound here is 10%. What is left is a bias, not noise: the fitted curvature in s is
+    1–2% too steep and the constant compensates, from the visited states out to |s| ≈ 5
+    (the warm-up), where the tanh box bends the actor. Narrowing the warm-up
+    (``warmup_bound`` 1 or 1.5) does not remove it: this seed's critic error grows to 11–12%
+    (README, "The exact check")."""
+    model, exact = _sac_on_lq(LQ_1D, 4000, seed=0)
+    r = _compare(model, exact, grid_points=7)
+    assert r.gain_error <= 0.05
+    assert r.covariance_error <= 0.10
+    assert r.critic_error <= 0.10
+
+
+@pytest.mark.slow
+def test_sac_on_the_2d_lq_problem_matches_the_closed_form():
+    """The same check on the coupled 2-D problem (gain 1×2, covariance 1×1).
+
+    NOT YET the issue's acceptance on gain and critic: seeds 0, 1, 2 measured gain 6.2 / 7.7
+    / 7.3%, variance 2.3 / 3.4 / 3.2% (met), critic 25.3 / 12.6 / 24.2% per point. The bounds
+    hold what 4000 steps reach, so the test still fails on a wrong sign, scale, temperature,
+    discount or noise. A ±1.5 warm-up (``warmup_bound=1.5``) meets every figure on seeds 0
+    and 1 but not on seed 2 (gain 9.0%, critic 30.4%); 8000 steps leave the gain 5–7%."""
+    model, exact = _sac_on_lq(LQ_2D, 4000, seed=0)
+    r = _compare(model, exact, grid_points=5)
+    assert r.gain_error <= 0.10
+    assert r.covariance_error <= 0.10
+    assert r.critic_error <= 0.35
 
 
 def test_vectorised_collection_keeps_the_true_successor():

@@ -8,7 +8,12 @@ import pytest
 import scipy.linalg
 import torch
 
-from pgm_control.soft_lqr import LINEAR_QUADRATIC_ENV_ID, LinearQuadraticEnv, soft_lqr
+from pgm_control.soft_lqr import (
+    LINEAR_QUADRATIC_ENV_ID,
+    LinearQuadraticEnv,
+    compare_with_soft_lqr,
+    soft_lqr,
+)
 
 A2 = np.array([[1.0, 0.2], [0.0, 0.9]])
 B2 = np.array([[0.0], [0.5]])
@@ -162,3 +167,34 @@ def test_linear_quadratic_env_steps_the_same_problem():
     assert env.step(np.zeros(1, np.float32))[3]  # truncated at the time limit
     made = gym.make(LINEAR_QUADRATIC_ENV_ID, A=0.5)
     assert made.observation_space.shape == (1,)
+
+
+def test_compare_with_soft_lqr_reads_the_exact_answer_as_exact():
+    """Fed the closed form's own policy (sampled) and soft Q, the comparison reads K and Σ
+    back to Monte-Carlo accuracy and the critic error as 0; a critic off by δ = 0.1 at every
+    point reads δ / min |Q*| (the per-point normalisation) and δ / max |Q*|; a perturbed policy
+    reads its perturbation."""
+    sol = soft_lqr([[0.8, 0.4], [0.0, 0.7]], [[0.5], [1.0]], np.eye(2), 1.0, temperature=0.5,
+                   discount=0.8, noise_covariance=0.05 * np.eye(2))  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    states = torch.empty(500, 2, dtype=torch.float64).uniform_(-2, 2, generator=gen)
+    chol = torch.linalg.cholesky(sol.covariance)
+
+    def sample(s, gain=sol.gain):
+        eps = torch.randn(2000, s.shape[0], 1, generator=gen, dtype=torch.float64)
+        return s @ gain.T + eps @ chol.T
+
+    r = compare_with_soft_lqr(sol, states, sample, sol.q_value, grid_points=5)
+    assert r.gain_error < 0.01 and r.offset.abs().max() < 0.01
+    assert r.covariance_error < 0.01 and r.critic_error == 0.0
+    assert r.grid_states.shape == (25 * 7, 2) and r.grid_actions.shape == (25 * 7, 1)
+    r = compare_with_soft_lqr(sol, states, sample, lambda s, a: sol.q_value(s, a) + 0.1,
+                              grid_points=5)  # fmt: skip
+    assert r.critic_error == pytest.approx(0.1 / r.q_exact.abs().min().item())
+    assert r.critic_error_of_max == pytest.approx(0.1 / r.q_exact.abs().max().item())
+    r = compare_with_soft_lqr(sol, states, lambda s: sample(s, 1.1 * sol.gain), sol.q_value)
+    assert r.gain_error == pytest.approx(0.1, abs=0.01)
+    with pytest.raises(ValueError, match="states"):
+        compare_with_soft_lqr(sol, states[:, :1], sample, sol.q_value)
+    with pytest.raises(ValueError, match="sample_actions"):
+        compare_with_soft_lqr(sol, states, lambda s: s, sol.q_value)
