@@ -67,7 +67,8 @@ from .models import continuous_control_model, control_model, enumerated_log_evid
 from .mppi import MPPI
 from .reward_models import LinearReward, RewardWrapper, TabularReward
 from .rollout import RolloutResult, rollout
-from .sac import SAC, TwinQ, TwinQuadraticQ, observation_mdp
+from .sac import SAC, observation_mdp
+from .sac_critics import TwinQ, TwinQuadraticQ
 from .sampling import Trajectories, sample_posterior_trajectories, sample_trajectories
 from .soft_dqn import SoftDQN
 from .soft_lqr import (

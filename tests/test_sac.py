@@ -13,14 +13,13 @@ from pgm_control.cli import main as cli_main
 from pgm_control.guides.continuous import GaussianMLPGuide, OpenLoopNormalGuide
 from pgm_control.sac import (
     SAC,
-    TwinQ,
-    TwinQuadraticQ,
     actor_loss,
     critic_loss,
     observation_mdp,
     soft_bellman_target,
     temperature_loss,
 )
+from pgm_control.sac_critics import TwinQ, TwinQuadraticQ
 from pgm_control.soft_lqr import LinearQuadraticEnv, compare_with_soft_lqr, soft_lqr
 
 SMALL = dict(hidden=(16, 16), batch_size=32, learning_starts=50, buffer_size=500, progress=False)
