@@ -59,6 +59,17 @@ def test_irl_other_methods_run(method, capsys):
     assert ("log-likelihood" in out) == (method == "maxent")
 
 
+def test_irl_maxent_causal_objective_saves_an_expected_backup_result(tmp_path, capsys):
+    path = tmp_path / "r.pt"
+    argv = ["irl", "--method", "maxent", "--objective", "causal", "--temperature", "0.05",
+            "--iterations", "3", "--demonstrations", "30", "--quiet", "--no-plot",
+            "--save", str(path)]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert _value(capsys.readouterr().out, "ratio learned / expert") > 0
+    saved = IRLResult.load(path)
+    assert saved.backup == "expected" and saved.extra["objective"] == "causal"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

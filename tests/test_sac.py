@@ -216,13 +216,18 @@ def test_save_load_continues_exactly(tmp_path):
 def test_cli_sac_runs_and_plots(tmp_path, capsys):
     png = tmp_path / "curve.png"
     argv = ["sac", "--steps", "120", "--hidden", "16", "--eval-episodes", "1", "--plot",
-            str(png), "--no-progress", "--save", str(tmp_path / "m.pt")]  # fmt: skip
+            str(png), "--no-progress", "--save", str(tmp_path / "m.pt"),
+            "--noise-correlation", "0.5"]  # fmt: skip
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert "deterministic return over 1 episodes" in out and png.exists()
-    assert SAC.load(tmp_path / "m.pt").num_timesteps == 120
+    loaded = SAC.load(tmp_path / "m.pt")
+    assert loaded.num_timesteps == 120 and loaded.noise_correlation == 0.5
     with pytest.raises(SystemExit):
         cli_main(["sac", "--temperature", "-1", "--steps", "10"])
+    with pytest.raises(SystemExit):
+        cli_main(["sac", "--noise-correlation", "1.5", "--steps", "10"])
+    assert "noise_correlation" in capsys.readouterr().err
 
 
 def _lq_solution():

@@ -26,7 +26,7 @@ from ..backward import soft_value_iteration
 from ..demonstrations import sample_demonstrations
 from ..elbo import elbo_terms
 from ..guided_cost_learning import guided_cost_learning
-from ..maxent_irl import maxent_irl
+from ..maxent_irl import OBJECTIVES, maxent_irl
 from ..mdp import TabularMDP
 from ..plotting import plot_values
 from ..reward_models import REWARD_INPUTS, TabularReward
@@ -61,9 +61,11 @@ def _learn(args, mdp: TabularMDP, demos):
     alpha = args.temperature
     if args.method == "maxent":
         one_hot = torch.eye(S * A, dtype=mdp.float_dtype).view(S, A, S * A)  # r(s, a) table
+        causal = args.objective == "causal"  # the causal likelihood is the expected-backup model's
         return maxent_irl(
             mdp, one_hot, demos, temperature=alpha, steps=args.iterations, seed=args.seed,
-            progress=not args.quiet,
+            progress=not args.quiet, objective=args.objective,
+            backup="expected" if causal else "optimistic",
         )  # fmt: skip
     env = gym.make(args.env.name, **args.env.options)
     common = {
@@ -169,6 +171,9 @@ def register(subparsers):
     parser.add_argument("--policy-steps", type=positive_int, default=2000,
                         help="gcl/airl: soft Q-learning steps per iteration "
                         "(default: %(default)s)")  # fmt: skip
+    parser.add_argument("--objective", choices=OBJECTIVES, default="features",
+                        help="maxent: features (L, optimistic backup) or causal (the causal "
+                        "log-likelihood, expected backup) (default: %(default)s)")  # fmt: skip
     parser.add_argument("--reward", choices=REWARD_INPUTS, default="state_action",
                         help="gcl/airl: what r_psi depends on (default: %(default)s)")  # fmt: skip
     parser.add_argument("--discriminator", choices=DISCRIMINATORS, default="airl",

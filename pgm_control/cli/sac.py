@@ -28,6 +28,7 @@ def run(args) -> int:
             args.env, temperature=temperature, learning_rate=args.lr, seed=args.seed,
             hidden=(args.hidden, args.hidden), eval_every=args.eval_every,
             eval_episodes=args.eval_episodes, progress=not args.no_progress,
+            noise_correlation=args.noise_correlation,
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
@@ -75,6 +76,10 @@ def register(subparsers):
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam step (1e-3)")
     parser.add_argument("--hidden", type=positive_int, default=128,
                         help="hidden width of actor and critics (128)")  # fmt: skip
+    parser.add_argument("--noise-correlation", type=float, default=0.0, metavar="RHO",
+                        help="ρ in [0, 1): exploration noise correlated across env steps, each "
+                        "action still a draw from q(a|s) (0: independent; MountainCar "
+                        "needs 0.95)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=positive_int, default=None, metavar="N",
                         help="evaluate every N steps (default: steps/10)")  # fmt: skip
