@@ -20,12 +20,29 @@ The update schedule follows Stable-Baselines3's DQN so that the two can be compa
 step: uniformly random actions for the first ``learning_starts`` steps, then ``gradient_steps``
 updates every ``train_freq`` env steps, a target copy every ``target_update_interval`` env steps,
 an ε schedule linear from ``exploration_initial_eps`` to ``exploration_final_eps`` over
-``exploration_steps`` (SB3's ``exploration_fraction`` × ``total_timesteps``). Because the target
-network only changes between env steps, all targets of one burst of gradient steps come from one
-batched forward pass of the target network.
+``exploration_steps`` (SB3's ``exploration_fraction`` × ``total_timesteps``). While the target
+network is fixed, all targets of the gradient steps until its next update come from one batched
+forward pass of the target network.
+
+Two options, off by default, address how slowly values propagate under that schedule (each
+target copy is one fitted-Q iteration, so a copy per burst of SB3's zoo schedule is only ~195
+iterations in 50k env steps, and a TD error contracts by γ per iteration):
+
+* ``target_update_gradient_steps=k``: a target update also after every k-th gradient step,
+  inside the bursts (with ``target_update_tau`` < 1 and k = 1: Polyak averaging per step);
+* ``munchausen=β``: Munchausen soft DQN (Vieillard et al. 2020, eq. 2 / Alg. 1),
+  y = r + β·α·clip(log π̄(a|s), l₀, 0) + γ·(1 − terminated)·α·log Σₐ' p(a')·exp(Q̄(s',a')/α)
+  with π̄ ∝ p·exp(Q̄/α) the target net's Boltzmann policy (:func:`munchausen_reward`). Unclipped
+  and with a uniform p, each target copy is then one step of KL-regularised (mirror-descent)
+  value iteration, π_{k+1} = argmax_π ⟨π, Q_k⟩ − βα·KL(π‖π_k) + (1 − β)α·H(π), i.e.
+  π_{k+1} ∝ π_k^β·exp(Q_k/α) (their Thm. 1): the prior ← previous policy of
+  :func:`pgm_control.kl_regularised_policy_iteration` (mirror descent on the ELBO), applied per
+  backup instead of per full soft-VI solve, with β = 1 its α·KL(π‖π_k) exactly.
 """
 
 from __future__ import annotations
+
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -43,7 +60,14 @@ from .validation import (
     check_temperature,
 )
 
-__all__ = ["SoftDQN", "soft_value", "soft_q_target", "soft_double_q_target", "LOSSES"]
+__all__ = [
+    "SoftDQN",
+    "soft_value",
+    "soft_q_target",
+    "soft_double_q_target",
+    "munchausen_reward",
+    "LOSSES",
+]
 
 LOSSES = ("huber", "mse")
 
@@ -155,6 +179,68 @@ def soft_double_q_target(
     return rewards + gamma * v_next
 
 
+def munchausen_reward(
+    rewards: torch.Tensor,
+    q: torch.Tensor,
+    actions: torch.Tensor,
+    *,
+    temperature: float,
+    scale: float,
+    clip_min: float = -1.0,
+    log_action_prior=None,
+) -> torch.Tensor:
+    """The Munchausen-augmented reward ``r + β·α·clip(log π̄(a|s), l₀, 0)`` (Vieillard et al. 2020).
+
+    ``π̄(·|s) ∝ p(·)·exp(Q̄(s,·)/α)`` is the target net's Boltzmann policy at the *current*
+    state. Regressing on ``munchausen_reward(...) + γ·(1 − terminated)·V̄(s')`` (that is,
+    :func:`soft_q_target` with this reward) is Munchausen soft DQN (their eq. 2; our V̄
+    includes the action prior, which with a uniform p shifts every reward by the constant
+    −γα·log A). Unclipped (l₀ = −∞) and with a uniform p, the bonus makes each backup a step of
+    KL-regularised value iteration with prior ← previous policy, π_{k+1} ∝ π_k^β·exp(Q_k/α)
+    (their Thm. 1; β = 1: the α·KL(π‖π_k) of :func:`pgm_control.kl_regularised_policy_iteration`).
+    β = 0 is :func:`soft_q_target`'s reward r; the clip at l₀ keeps log π̄ → −∞ (small α, or an
+    action the target net never prefers) from swamping the reward.
+
+    Args:
+        rewards: r (...,).
+        q: the target network's Q̄(s, ·) at the transitions' own states, (..., A).
+        actions: the actions taken, integer (...,).
+        temperature: α > 0.
+        scale: β in [0, 1].
+        clip_min: l₀ < 0, the lower clip of log π̄ (the paper's default −1).
+        log_action_prior: log p(a), broadcastable to ``q`` (None: uniform).
+
+    Returns:
+        r + β·α·clip(log π̄(a|s), l₀, 0), (...,).
+    """
+    alpha = check_temperature(temperature)
+    beta = check_probability("munchausen", scale)
+    l0 = _real_negative("munchausen_clip", clip_min)
+    if q.shape[:-1] != actions.shape or q.shape[:-1] != rewards.shape:
+        raise ValueError(
+            "`q` must be (..., A) with `rewards` and `actions` of shape (...,), got "
+            f"{tuple(q.shape)}, {tuple(rewards.shape)} and {tuple(actions.shape)}"
+        )
+    if log_action_prior is None:
+        n = torch.tensor(float(q.shape[-1]), dtype=q.dtype, device=q.device)
+        log_p = -torch.log(n)
+    else:
+        log_p = log_action_prior
+    log_pi = torch.log_softmax(log_p + q / alpha, dim=-1)
+    log_pi_a = log_pi.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+    return rewards + beta * alpha * log_pi_a.clamp(min=l0, max=0.0)
+
+
+def _real_negative(name: str, value) -> float:
+    """A finite real number < 0 as ``float``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{name}` must be a negative real number, got {value!r}")
+    x = float(value)
+    if not (math.isfinite(x) and x < 0):
+        raise ValueError(f"`{name}` must be a finite number < 0 (e.g. −1), got {value!r}")
+    return x
+
+
 def _linear(start: float, end: float, steps: int, t: int) -> float:
     """A linear schedule in env steps: ``start`` at t = 0, ``end`` from t = ``steps`` on."""
     if steps == 0 or t >= steps:
@@ -183,9 +269,15 @@ class SoftDQN(Algorithm):
         target_update_interval: env steps between target updates φ̄ ← (1 − τ)·φ̄ + τ·φ.
         target_update_tau: τ in (0, 1] of that update (1, the default: a hard copy, as DQN;
             < 1: Polyak averaging).
+        target_update_gradient_steps: k ≥ 1: a target update (with the same τ) also after every
+            k-th gradient step, inside the bursts (None, the default: only every
+            ``target_update_interval`` env steps, so the target is fixed during a burst).
         double_q: regress on :func:`soft_double_q_target` (the online net's Boltzmann weights,
             the target net's values; recomputed at every gradient step) instead of
             :func:`soft_q_target`.
+        munchausen: β in [0, 1]: add the Munchausen bonus β·α·clip(log π̄(a|s), l₀, 0) to the
+            reward of the target (:func:`munchausen_reward`; 0, the default: off).
+        munchausen_clip: l₀ < 0, the bonus's lower clip (the paper's −1).
         exploration_initial_eps, exploration_final_eps, exploration_steps: the behaviour policy
             is (1 − ε)·π + ε·uniform, ε linear from initial to final over ``exploration_steps``
             env steps, then final (0, 0, 0 — the default — is the pure Boltzmann policy).
@@ -220,7 +312,10 @@ class SoftDQN(Algorithm):
         gradient_steps: int = 1,
         target_update_interval: int = 1000,
         target_update_tau: float = 1.0,
+        target_update_gradient_steps: int | None = None,
         double_q: bool = False,
+        munchausen: float = 0.0,
+        munchausen_clip: float = -1.0,
         exploration_initial_eps: float = 0.0,
         exploration_final_eps: float = 0.0,
         exploration_steps: int = 0,
@@ -272,6 +367,13 @@ class SoftDQN(Algorithm):
         if not isinstance(double_q, bool):
             raise TypeError(f"`double_q` must be True or False, got {double_q!r}")
         self.double_q = double_q
+        self.target_update_gradient_steps = (
+            None
+            if target_update_gradient_steps is None
+            else check_positive_int("target_update_gradient_steps", target_update_gradient_steps)
+        )
+        self.munchausen = check_probability("munchausen", munchausen)
+        self.munchausen_clip = _real_negative("munchausen_clip", munchausen_clip)
         self.eps_initial = check_probability("exploration_initial_eps", exploration_initial_eps)
         self.eps_final = check_probability("exploration_final_eps", exploration_final_eps)
         self.exploration_steps = check_positive_int(
@@ -308,7 +410,10 @@ class SoftDQN(Algorithm):
             "learning_starts": self.learning_starts, "batch_size": self.batch_size,
             "train_freq": self.train_freq, "gradient_steps": self.gradient_steps,
             "target_update_interval": self.target_update_interval,
-            "target_update_tau": self.tau, "double_q": self.double_q,
+            "target_update_tau": self.tau,
+            "target_update_gradient_steps": self.target_update_gradient_steps,
+            "double_q": self.double_q, "munchausen": self.munchausen,
+            "munchausen_clip": self.munchausen_clip,
             "exploration_initial_eps": self.eps_initial,
             "exploration_final_eps": self.eps_final,
             "exploration_steps": self.exploration_steps, "net_arch": net_arch,
@@ -430,47 +535,56 @@ class SoftDQN(Algorithm):
                 p_bar.lerp_(p, self.tau)
 
     def _train_burst(self) -> None:
-        """``gradient_steps`` updates; the target net is fixed for the burst, so one forward
-        (the double-Q target also needs the online net's Q(s', ·), which moves at every step)."""
-        G, B = self.gradient_steps, self.batch_size
+        """``gradient_steps`` updates. The target net's forwards are batched over each stretch
+        of steps during which it is fixed (a whole burst unless ``target_update_gradient_steps``
+        is set); the double-Q target's online Q(s', ·) moves with every step."""
+        G, B, k = self.gradient_steps, self.batch_size, self.target_update_gradient_steps
         if self.learning_rate_steps:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.current_learning_rate()
         batch = self.buffer.sample(G * B, self.torch_generator)
-        kw = {"temperature": self.alpha, "discount": self.gamma,
-              "log_action_prior": self.log_action_prior}  # fmt: skip
+        kw = {"temperature": self.alpha, "log_action_prior": self.log_action_prior}
+        x = self.features(batch.observations)
         x_next = self.features(batch.next_observations)
-        with torch.no_grad():
-            next_q = self.target_net(x_next)
-            if not self.double_q:
-                y = soft_q_target(batch.rewards, next_q, batch.terminated, **kw).view(G, B)
-        x = self.features(batch.observations).view(G, B, -1)
-        a = batch.actions.view(G, B)
-        if self.double_q:
-            x_next = x_next.view(G, B, -1)
-            next_q, r, term = (
-                next_q.view(G, B, -1),
-                batch.rewards.view(G, B),
-                batch.terminated.view(G, B),
-            )
         total = torch.zeros((), dtype=self.dtype, device=self.device)
         params = list(self.q_net.parameters())
-        for g in range(G):
-            if self.double_q:
-                with torch.no_grad():
-                    y_g = soft_double_q_target(
-                        r[g], next_q[g], self.q_net(x_next[g]), term[g], **kw
-                    )
-            else:
-                y_g = y[g]
-            loss = self.td_loss(x[g], a[g], y_g)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(params, self.max_grad_norm, foreach=True)
-            self.optimizer.step()
-            total += loss.detach()
-        self.num_updates += G
+        g = 0
+        while g < G:
+            # the gradient steps g .. g + n − 1 share one target net
+            n = G - g if k is None else min(G - g, k - self.num_updates % k)
+            rows = slice(g * B, (g + n) * B)
+            r, term = batch.rewards[rows], batch.terminated[rows]
+            with torch.no_grad():
+                if self.munchausen > 0:
+                    r = munchausen_reward(
+                        r, self.target_net(x[rows]), batch.actions[rows],
+                        scale=self.munchausen, clip_min=self.munchausen_clip, **kw,
+                    )  # fmt: skip
+                next_q = self.target_net(x_next[rows])
+                if not self.double_q:
+                    y = soft_q_target(r, next_q, term, discount=self.gamma, **kw)
+            for i in range(n):
+                step = slice((g + i) * B, (g + i + 1) * B)
+                here = slice(i * B, (i + 1) * B)
+                if self.double_q:
+                    with torch.no_grad():
+                        y_i = soft_double_q_target(
+                            r[here], next_q[here], self.q_net(x_next[step]), term[here],
+                            discount=self.gamma, **kw,
+                        )  # fmt: skip
+                else:
+                    y_i = y[here]
+                loss = self.td_loss(x[step], batch.actions[step], y_i)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(params, self.max_grad_norm, foreach=True)
+                self.optimizer.step()
+                total += loss.detach()
+                self.num_updates += 1
+            g += n
+            if k is not None and self.num_updates % k == 0:
+                self._update_target()
         self.history.log("td_loss", self.num_timesteps, float(total) / G)
 
     def learn(self, total_timesteps: int, *, progress: bool | None = None):
