@@ -1,5 +1,6 @@
 """Soft DQN held to exact answers: the target's closed form, and soft value iteration's Q."""
 
+import copy
 import math
 import pickle
 
@@ -10,7 +11,13 @@ import torch
 
 from pgm_control.backward import discounted_soft_value_iteration
 from pgm_control.mdp import TabularMDP, random_mdp
-from pgm_control.soft_dqn import SoftDQN, soft_double_q_target, soft_q_target, soft_value
+from pgm_control.soft_dqn import (
+    SoftDQN,
+    munchausen_reward,
+    soft_double_q_target,
+    soft_q_target,
+    soft_value,
+)
 
 
 class TabularEnv(gym.Env):
@@ -274,3 +281,112 @@ def test_double_q_learner_reaches_soft_value_iteration():
         group["lr"] = 0.01
     algo.learn(300)
     assert (_learned_q(algo, 5) - ref.q).abs().max().item() < 2e-4
+
+
+def test_munchausen_reward_on_a_hand_made_batch():
+    r = torch.tensor([1.0, -0.5, 2.0, 0.0], dtype=torch.float64)
+    q = torch.tensor([[0.0, 1.0], [2.0, -1.0], [5.0, 5.0], [-3.0, 4.0]], dtype=torch.float64)
+    a = torch.tensor([0, 0, 1, 0])
+    alpha, beta, l0 = 0.5, 0.9, -1.0
+
+    def log_pi(qs, k):  # the uniform prior cancels in the softmax
+        return qs[k] / alpha - math.log(sum(math.exp(x / alpha) for x in qs))
+
+    # log π̄ = −2.127 (clipped to −1), −0.0025, −log 2 = −0.693, −14 (clipped to −1)
+    expect = [
+        1.0 + beta * alpha * max(log_pi([0.0, 1.0], 0), l0),
+        -0.5 + beta * alpha * max(log_pi([2.0, -1.0], 0), l0),
+        2.0 + beta * alpha * math.log(0.5),
+        0.0 + beta * alpha * l0,
+    ]
+    got = munchausen_reward(r, q, a, temperature=alpha, scale=beta, clip_min=l0)
+    assert torch.allclose(got, torch.tensor(expect, dtype=torch.float64), rtol=0, atol=1e-12)
+    assert abs(expect[1] - (-0.5 + 0.45 * -math.log1p(math.exp(-6.0)))) < 1e-12  # unclipped row
+    # β = 0: the plain reward, so the Munchausen target is soft_q_target's
+    zero = munchausen_reward(r, q, a, temperature=alpha, scale=0.0)
+    assert torch.equal(zero, r)
+    term = torch.tensor([0.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    kw = dict(temperature=alpha, discount=0.9)
+    assert torch.equal(soft_q_target(zero, q, term, **kw), soft_q_target(r, q, term, **kw))
+    # a non-uniform prior p = (0.2, 0.8), no clip binding, float32: π̄ ∝ p·exp(Q̄/α)
+    log_p = torch.log(torch.tensor([0.2, 0.8]))
+    got32 = munchausen_reward(r.float(), q.float(), a, temperature=1.0, scale=0.5,
+                              clip_min=-100.0, log_action_prior=log_p)  # fmt: skip
+    pi0 = 0.2 * math.exp(0.0) / (0.2 * math.exp(0.0) + 0.8 * math.exp(1.0))
+    assert got32.dtype == torch.float32 and abs(got32[0].item() - (1 + 0.5 * math.log(pi0))) < 1e-6
+    with pytest.raises(ValueError, match="munchausen"):
+        munchausen_reward(r, q, a, temperature=alpha, scale=1.5)
+    with pytest.raises(ValueError, match="munchausen_clip"):
+        munchausen_reward(r, q, a, temperature=alpha, scale=0.5, clip_min=0.0)
+    with pytest.raises(ValueError, match="actions"):
+        munchausen_reward(r, q, a[:3], temperature=alpha, scale=0.5)
+
+
+def test_munchausen_learner_reaches_the_closed_form_fixed_point():
+    # Unclipped, uniform p: with Q' = Q − βα·log π, π = softmax(Q/α) = softmax(Q'/α') for
+    # α' = (1 − β)·α, and Q' is soft VI at temperature α' with every reward shifted by
+    # −γβα·log A (Vieillard et al. 2020, Thm. 1); so Q = Q'_softVI + βα·log softmax(Q'/α')
+    gamma, alpha, beta = 0.9, 1.0, 0.5
+    mdp = random_mdp(5, 3, seed=1, deterministic=True)
+    shifted = TabularMDP(mdp.transition, mdp.reward - gamma * beta * alpha * math.log(3),
+                         mdp.initial, 1)  # fmt: skip
+    ref = discounted_soft_value_iteration(shifted, discount=gamma, temperature=(1 - beta) * alpha)
+    q_ref = ref.q + beta * alpha * torch.log_softmax(ref.q / ((1 - beta) * alpha), dim=-1)
+    algo = SoftDQN(TabularEnv(mdp), alpha, discount=gamma, seed=0, munchausen=beta,
+                   munchausen_clip=-1e6, **TABULAR)  # fmt: skip
+    algo.learn(1500)
+    for group in algo.optimizer.param_groups:
+        group["lr"] = 0.01
+    algo.learn(300)
+    q = _learned_q(algo, 5)
+    assert (q - q_ref).abs().max().item() < 3e-4  # measured 1.9e-4
+    # the learner's Boltzmann policy is the soft-optimal policy at temperature (1 − β)·α
+    assert torch.allclose(algo.policy(np.arange(5)).double(), ref.policy, atol=1e-4)
+
+
+def test_target_updates_inside_a_burst_equal_a_step_by_step_loop():
+    # k = 3 and G = 8: the target net is copied after updates 3, 6 (and 9, 12, ... of later
+    # bursts); the batched targets of each stretch must equal a plain loop that evaluates the
+    # current target net at every step
+    kw = dict(SMALL, gradient_steps=8, target_update_gradient_steps=3, munchausen=0.7)
+    algo = SoftDQN("CartPole-v1", 0.5, seed=2, **kw)
+    algo.learn(60)  # one burst at 56: 8 updates, copies after 3 and 6
+    assert algo.num_updates == 8
+    ref = copy.deepcopy(algo)
+    calls = []
+    original = SoftDQN._update_target
+
+    def record(self):
+        calls.append(self.num_updates)
+        original(self)
+
+    algo._update_target = record.__get__(algo)
+    algo._train_burst()
+    assert calls == [9, 12, 15]
+    # the same burst by hand on the copy: same generator, so the same batch
+    batch = ref.buffer.sample(8 * 16, ref.torch_generator)
+    for i in range(8):
+        rows = slice(16 * i, 16 * (i + 1))
+        x, x2 = ref.features(batch.observations[rows]), ref.features(batch.next_observations[rows])
+        with torch.no_grad():
+            r = munchausen_reward(batch.rewards[rows], ref.target_net(x), batch.actions[rows],
+                                  temperature=0.5, scale=0.7)  # fmt: skip
+            y = soft_q_target(r, ref.target_net(x2), batch.terminated[rows], temperature=0.5,
+                              discount=0.99)  # fmt: skip
+        loss = ref.td_loss(x, batch.actions[rows], y)
+        ref.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(ref.q_net.parameters()), 10.0)
+        ref.optimizer.step()
+        if (8 + i + 1) % 3 == 0:
+            ref.target_net.load_state_dict(ref.q_net.state_dict())
+    for p, p_ref in zip(algo.q_net.parameters(), ref.q_net.parameters()):
+        assert torch.allclose(p, p_ref, rtol=0, atol=1e-6)
+    for p, p_ref in zip(algo.target_net.parameters(), ref.target_net.parameters()):
+        assert torch.allclose(p, p_ref, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="target_update_gradient_steps"):
+        SoftDQN("CartPole-v1", target_update_gradient_steps=0)
+    with pytest.raises(ValueError, match="munchausen"):
+        SoftDQN("CartPole-v1", munchausen=-0.1)
+    with pytest.raises(ValueError, match="munchausen_clip"):
+        SoftDQN("CartPole-v1", munchausen=0.9, munchausen_clip=1.0)
