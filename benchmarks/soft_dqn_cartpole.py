@@ -76,13 +76,23 @@ def evaluate(predict, seed: int, episodes: int) -> float:
     return total / episodes
 
 
+def config(args) -> dict:
+    """Soft DQN's settings: the zoo's, with ``OURS`` on top for ``--config tuned``."""
+    z = {**ZOO, "temperature": 0.01, **(OURS if args.config == "tuned" else {})}
+    if args.temperature is not None:
+        z["temperature"] = args.temperature
+    return z
+
+
 def soft_dqn(seed: int, args) -> SoftDQN:
-    z = {**ZOO, **(OURS if args.config == "tuned" else {})}
+    z = config(args)
     return SoftDQN(
-        ENV_ID, args.temperature, discount=z["gamma"], learning_rate=z["learning_rate"],
+        ENV_ID, z["temperature"], discount=z["gamma"], learning_rate=z["learning_rate"],
         learning_rate_final=z.get("learning_rate_final"),
         learning_rate_steps=args.steps if "learning_rate_final" in z else 0,
         target_update_tau=1.0, double_q=z.get("double_q", False), buffer_size=z["buffer_size"],
+        target_update_gradient_steps=z.get("target_update_gradient_steps"),
+        munchausen=z.get("munchausen", 0.0),
         learning_starts=z["learning_starts"],
         batch_size=z["batch_size"], train_freq=z["train_freq"],
         gradient_steps=z["gradient_steps"], target_update_interval=z["target_update_interval"],
@@ -167,7 +177,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=50_000)
     p.add_argument("--every", type=int, default=10_000)
     p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--temperature", type=float, default=0.01, help="α of soft DQN")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="α of soft DQN (default: the config's, 0.01 unless it says otherwise)",
+    )
     p.add_argument("--config", choices=("tuned", "zoo"), default="tuned",
                    help="soft DQN's schedule: OURS on top of the zoo's, or the zoo's")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="default: measure 1 vs 2")
@@ -182,7 +197,7 @@ def main(argv=None) -> int:
     checkpoints = [args.every * (k + 1) for k in range(args.steps // args.every)]
     head = " ".join(f"{c:>7}" for c in checkpoints)
     ours = OURS if args.config == "tuned" else {}
-    print(f"{ENV_ID}, zoo DQN hyperparameters, soft DQN α = {args.temperature} with "
+    print(f"{ENV_ID}, zoo DQN hyperparameters, soft DQN α = {config(args)['temperature']} with "
           f"{ours or 'the zoo schedule'}, 0.5 updates per env step for both, "
           f"{threads} torch thread(s); mean deterministic return over {args.eval_episodes} "
           "episodes at each checkpoint; seconds: training only")  # fmt: skip
