@@ -10,8 +10,8 @@ per burst), ε-greedy 1 → 0.04 over the first 8000 steps, Huber loss, gradient
 Soft DQN (all its settings passed explicitly in ``soft_dqn``) keeps the same env-step budget,
 the same update ratio (0.5 updates of batch 64 per env step), buffer, network, ε schedule, loss
 and clipping, and regresses on the soft max y = r + γ·α·log Σₐ ½·exp(Q̄(s',a)/α)
-(α = ``--temperature``, default 0.01) with the Boltzmann policy as behaviour. ``--config tuned``
-(the default) makes two changes of ours, ``OURS``:
+(α = 0.01, or the config's; ``--temperature`` overrides) with the Boltzmann policy as
+behaviour. ``--config tuned`` (the default) makes three changes of ours, ``OURS``:
 
 * a target copy also after every 64th gradient step (``target_update_gradient_steps=64``): two
   copies per burst of 128 steps instead of one. Each copy is one fitted-Q iteration and a TD
@@ -20,6 +20,9 @@ and clipping, and regresses on the soft max y = r + γ·α·log Σₐ ½·exp(Q�
   faster still but their Q diverges late, to ~10× the bound 1/(1 − γ), and the return to ~10.)
 * Adam's step size 1e-3 (the zoo's 2.3e-3 with copies every 16 steps diverged) decaying linearly
   to 1e-5 over the run, so that a Q that balances the pole is not undone by late large steps.
+* Munchausen soft DQN with the paper's β = 0.9, α = 0.03, l₀ = −1 (``munchausen=0.9``): the
+  target gains β·α·clip(log π̄(a|s), l₀, 0), an implicit KL(π‖π_previous) regulariser
+  (Vieillard et al. 2020), the library's KL-regularised policy iteration in value form.
 
 ``--config zoo`` runs soft DQN with the zoo's schedule unchanged. The README's sweep table (seeds
 0–4, every 2.5k steps) lists the alternatives tried.
@@ -65,8 +68,12 @@ ZOO = dict(
     exploration_final_eps=0.04, net_arch=(256, 256),
 )  # fmt: skip
 # soft DQN's changes to the zoo's schedule (see the module doc): two target copies per burst,
-# and Adam's step size decaying linearly from learning_rate to learning_rate_final over --steps
-OURS = dict(learning_rate=1e-3, learning_rate_final=1e-5, target_update_gradient_steps=64)
+# Adam's step size decaying linearly from learning_rate to learning_rate_final over --steps, and
+# the Munchausen bonus with the paper's β, α (and l₀ = −1, the default)
+OURS = dict(
+    learning_rate=1e-3, learning_rate_final=1e-5, target_update_gradient_steps=64,
+    munchausen=0.9, temperature=0.03,
+)  # fmt: skip
 
 
 def evaluate(predict, seed: int, episodes: int) -> float:
