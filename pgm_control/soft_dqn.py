@@ -214,8 +214,8 @@ def munchausen_reward(
         r + β·α·clip(log π̄(a|s), l₀, 0), (...,).
     """
     alpha = check_temperature(temperature)
-    beta = check_probability("munchausen", scale)
-    l0 = _real_negative("munchausen_clip", clip_min)
+    beta = check_probability("scale", scale)
+    l0 = _real_negative("clip_min", clip_min)
     if q.shape[:-1] != actions.shape or q.shape[:-1] != rewards.shape:
         raise ValueError(
             "`q` must be (..., A) with `rewards` and `actions` of shape (...,), got "
@@ -237,7 +237,7 @@ def _real_negative(name: str, value) -> float:
         raise TypeError(f"`{name}` must be a negative real number, got {value!r}")
     x = float(value)
     if not (math.isfinite(x) and x < 0):
-        raise ValueError(f"`{name}` must be a finite number < 0 (e.g. −1), got {value!r}")
+        raise ValueError(f"`{name}` must be a finite number < 0 (e.g. -1), got {value!r}")
     return x
 
 

@@ -314,10 +314,12 @@ def test_munchausen_reward_on_a_hand_made_batch():
                               clip_min=-100.0, log_action_prior=log_p)  # fmt: skip
     pi0 = 0.2 * math.exp(0.0) / (0.2 * math.exp(0.0) + 0.8 * math.exp(1.0))
     assert got32.dtype == torch.float32 and abs(got32[0].item() - (1 + 0.5 * math.log(pi0))) < 1e-6
-    with pytest.raises(ValueError, match="munchausen"):
+    with pytest.raises(ValueError, match="scale"):
         munchausen_reward(r, q, a, temperature=alpha, scale=1.5)
-    with pytest.raises(ValueError, match="munchausen_clip"):
+    with pytest.raises(ValueError, match="clip_min"):
         munchausen_reward(r, q, a, temperature=alpha, scale=0.5, clip_min=0.0)
+    with pytest.raises(TypeError, match="clip_min"):
+        munchausen_reward(r, q, a, temperature=alpha, scale=0.5, clip_min="low")
     with pytest.raises(ValueError, match="actions"):
         munchausen_reward(r, q, a[:3], temperature=alpha, scale=0.5)
 
