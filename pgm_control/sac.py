@@ -203,6 +203,10 @@ class SAC(Algorithm):
             actions about the box's centre, in the env's units (clipped to the box): a
             narrower warm-up keeps the visited states where the tanh box barely bends the
             actor, so that a critic fitted to them sees the Q^π of the policy being learned.
+        actor_learning_starts: None (= ``learning_starts``), or a later env step before which
+            only the critic learns (policy evaluation of the initial actor): the actor then
+            starts from a critic fitted to data instead of chasing a random one, whose
+            maximiser may lie anywhere in the box.
         batch_size: transitions per gradient step.
         tau: Polyak rate of the target critics, θ̄ ← (1 − τ)·θ̄ + τ·θ.
         train_freq: env steps between training phases.
@@ -254,6 +258,7 @@ class SAC(Algorithm):
         buffer_size: int = 1_000_000,
         learning_starts: int = 100,
         warmup_bound: float | None = None,
+        actor_learning_starts: int | None = None,
         batch_size: int = 256,
         tau: float = 0.005,
         train_freq: int = 1,
@@ -303,6 +308,11 @@ class SAC(Algorithm):
                 "make the buffer at least one batch long"
             )
         self.learning_starts = check_positive_int("learning_starts", learning_starts, minimum=0)
+        self.actor_learning_starts = self.learning_starts
+        if actor_learning_starts is not None:
+            self.actor_learning_starts = check_positive_int(
+                "actor_learning_starts", actor_learning_starts, minimum=self.learning_starts
+            )
         self.tau = check_probability("tau", tau, open_low=True)
         self.train_freq = check_positive_int("train_freq", train_freq)
         self.gradient_steps = check_positive_int("gradient_steps", gradient_steps)
@@ -328,7 +338,7 @@ class SAC(Algorithm):
             target_entropy=target_entropy, discount=discount, learning_rate=learning_rate,
             learning_rate_final=learning_rate_final, critic=critic,
             buffer_size=buffer_size, learning_starts=learning_starts, warmup_bound=warmup_bound,
-            batch_size=batch_size,
+            actor_learning_starts=actor_learning_starts, batch_size=batch_size,
             tau=tau, train_freq=train_freq, gradient_steps=gradient_steps, hidden=tuple(hidden),
             activation=activation, actor=actor, actor_kwargs=actor_kwargs,
             log_interval=log_interval, num_threads=num_threads,
@@ -523,14 +533,17 @@ class SAC(Algorithm):
         loss_q = critic_loss(self.critic(batch.observations, batch.actions), target)
         q_pi = self.critic(batch.observations, a_pi, detach=True)
         loss_pi = actor_loss(q_pi, log_q, alpha)
-        loss = loss_q + loss_pi
+        # before actor_learning_starts the actor's loss is left out: its parameters get no
+        # gradient, and Adam leaves them (and their moments) alone
+        actor_learns = self.num_timesteps >= self.actor_learning_starts
+        loss = loss_q + loss_pi if actor_learns else loss_q
         if self.learning_rate_final is not None:
             start, steps = self._schedule
             done = min(max((self.num_timesteps - start) / steps, 0.0), 1.0)
             lr = self.learning_rate + done * (self.learning_rate_final - self.learning_rate)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-        if self.auto_temperature:
+        if self.auto_temperature and actor_learns:
             loss_alpha = temperature_loss(self.log_alpha, log_q, self.target_entropy)
             loss = loss + loss_alpha
         self.optimizer.zero_grad(set_to_none=True)
