@@ -197,6 +197,11 @@ class SAC(Algorithm):
             linearly over each :meth:`learn` call (as SB3's linear schedule of the progress
             remaining): a decaying step lets the critic settle on its fixed point instead of
             jittering around it.
+        optimizer_kwargs: more keyword arguments for the Adam optimiser, e.g.
+            ``{"betas": (0.9, 0.99)}``: a shorter second-moment memory than Adam's 0.999 lets
+            the step recover once the early large gradients are past (on the LQ check it
+            brought the critic's constant to its fixed point in ~1500 updates instead of
+            ~5000).
         buffer_size: replay capacity (≥ batch_size).
         learning_starts: env steps of uniformly random actions before learning.
         warmup_bound: None (the whole action box), or the half-width of those uniform
@@ -255,6 +260,7 @@ class SAC(Algorithm):
         discount: float = 0.99,
         learning_rate: float = 3e-4,
         learning_rate_final: float | None = None,
+        optimizer_kwargs: dict | None = None,
         buffer_size: int = 1_000_000,
         learning_starts: int = 100,
         warmup_bound: float | None = None,
@@ -298,6 +304,12 @@ class SAC(Algorithm):
             if learning_rate_final is None
             else check_positive_float("learning_rate_final", learning_rate_final)
         )
+        optimizer_kwargs = dict(optimizer_kwargs or {})
+        if "lr" in optimizer_kwargs or "params" in optimizer_kwargs:
+            raise ValueError(
+                "`optimizer_kwargs` must not set 'lr' or 'params': use `learning_rate` (and "
+                "`learning_rate_final`)"
+            )
         if critic not in ("mlp", "quadratic"):
             raise ValueError(f"`critic` must be 'mlp' or 'quadratic', got {critic!r}")
         self.batch_size = check_positive_int("batch_size", batch_size)
@@ -336,7 +348,8 @@ class SAC(Algorithm):
         self.hyperparameters = dict(
             temperature=temperature, initial_temperature=initial_temperature,
             target_entropy=target_entropy, discount=discount, learning_rate=learning_rate,
-            learning_rate_final=learning_rate_final, critic=critic,
+            learning_rate_final=learning_rate_final, optimizer_kwargs=optimizer_kwargs,
+            critic=critic,
             buffer_size=buffer_size, learning_starts=learning_starts, warmup_bound=warmup_bound,
             actor_learning_starts=actor_learning_starts, batch_size=batch_size,
             tau=tau, train_freq=train_freq, gradient_steps=gradient_steps, hidden=tuple(hidden),
@@ -373,7 +386,9 @@ class SAC(Algorithm):
         if self.auto_temperature:
             groups.append({"params": [self.log_alpha]})
         # fused Adam where the device has it (CUDA; CPU since torch 2.4), foreach otherwise
-        self.optimizer = torch.optim.Adam(groups, lr=self.learning_rate, **_fast_adam(self.device))
+        self.optimizer = torch.optim.Adam(
+            groups, lr=self.learning_rate, **{**_fast_adam(self.device), **optimizer_kwargs}
+        )
         self.buffer = ReplayBuffer(
             self.buffer_size, (obs_dim,), (self.action_dim,), observation_dtype=dtype,
             action_dtype=dtype, float_dtype=dtype, device=self.device,
