@@ -209,9 +209,11 @@ class SAC(Algorithm):
             narrower warm-up keeps the visited states where the tanh box barely bends the
             actor, so that a critic fitted to them sees the Q^π of the policy being learned.
         actor_learning_starts: None (= ``learning_starts``), or a later env step before which
-            only the critic learns (policy evaluation of the initial actor): the actor then
+            only the critic learns (policy evaluation of the initial actor, which also collects
+            the data from ``learning_starts`` on; the temperature waits too): the actor then
             starts from a critic fitted to data instead of chasing a random one, whose
-            maximiser may lie anywhere in the box.
+            maximiser may lie anywhere in the box (on a wide box, a few actions at its edge
+            that send the states far out).
         batch_size: transitions per gradient step.
         tau: Polyak rate of the target critics, θ̄ ← (1 − τ)·θ̄ + τ·θ.
         train_freq: env steps between training phases.
