@@ -286,21 +286,30 @@ LQ_1D = dict(A=0.8, B=1.0, Q=1.0, R=1.0, noise_covariance=0.05)
 LQ_2D = dict(A=[[0.8, 0.4], [0.0, 0.7]], B=[[0.5], [1.0]], Q=np.eye(2), R=1.0,
              noise_covariance=0.05 * np.eye(2))  # fmt: skip
 # SAC as tested against them: the closed form's α (fixed) and γ, the env's noise W, truncation
-# bootstrapped; an actor box of ±3 (|K·s| ≲ 1.3 on the grid: tanh's slope there is ≥ 0.84 of
-# its slope at 0); the quadratic critic (the family of the exact soft Q); Adam's step annealed
-# 1e-2 → 1e-4; τ = 0.1; batches of 512, two updates per env step; 1000 uniformly random
-# warm-up steps (actions decorrelated from states: the critic's H_aa and H_as are identified)
+# bootstrapped; an action box of ±10, so that the tanh squashing is negligible where the data go
+# (|a| ≤ 3.2, tanh(0.32)/0.32 = 0.97; |a| ≤ 1.4 for 99% of them); the quadratic critic (the
+# family of the exact soft Q); 2000 warm-up steps of uniform actions in ±1.5 (decorrelated from
+# the states: H_aa and H_as are identified; a narrow warm-up keeps the states within |s| ≲ 3);
+# the critic alone until env step 2200 (the actor then starts from a fitted critic instead of
+# chasing a random one to the box's edge); σ_a ≈ 1 at the start (init_scale 0.1 of h = 10);
+# 24000 env steps, one update of a batch of 512 every 6 (env steps are cheap, updates are not:
+# the data's noise, not the updates, sets the critic's error floor); Adam's step annealed
+# 1e-2 → 1e-4 with β₂ = 0.99 (0.999 needed ~5000 updates to bring the critic's constant to its
+# fixed point); τ = 0.1
 LQ_SAC = dict(temperature=0.5, discount=0.8, critic="quadratic", hidden=(32, 32),
-              learning_rate=1e-2, learning_rate_final=1e-4, tau=0.1, batch_size=512,
-              gradient_steps=2, learning_starts=1000, actor_kwargs={"init_scale": 0.2},
+              learning_rate=1e-2, learning_rate_final=1e-4,
+              optimizer_kwargs={"betas": (0.9, 0.99)}, tau=0.1, batch_size=512,
+              train_freq=6, gradient_steps=1, learning_starts=2000, warmup_bound=1.5,
+              actor_learning_starts=2200, actor_kwargs={"init_scale": 0.1},
               progress=False)  # fmt: skip
+LQ_STEPS = 24_000
 
 
 def _sac_on_lq(problem, steps, seed, **options):
     exact = soft_lqr(**problem, temperature=0.5, discount=0.8)
     env = LinearQuadraticEnv(
         problem["A"], problem["B"], problem["Q"], problem["R"], problem["noise_covariance"],
-        action_bound=3.0, initial_bound=2.0, max_episode_steps=10,
+        action_bound=10.0, initial_bound=2.0, max_episode_steps=10,
     )  # fmt: skip
     model = SAC(env, seed=seed, **{**LQ_SAC, **options})
     model.learn(steps)
@@ -336,37 +345,61 @@ def _compare(model, exact, grid_points):
 @pytest.mark.slow
 def test_sac_on_the_1d_lq_problem_matches_the_closed_form():
     """SAC's actor gain and covariance, and its critic on a grid of (s, a), against
-    pgm_control.soft_lqr's soft Riccati solution (read as in _compare).
+    pgm_control.soft_lqr's soft Riccati solution (read as in _compare), to the issue's
+    acceptance: gain 5%, covariance 10%, critic 5% per grid point.
 
-    The issue's acceptance is gain 5%, covariance 10%, critic 5%. Seeds 0, 1, 2 measured
-    gain 0.3 / 0.7 / 1.4%, variance 0.3 / 0.1 / 2.6%, critic 7.7 / 4.8 / 4.3% (README, "The
-    exact check"): the critic's 5% is met on two seeds of three, not on this one (seed 0), so
-    its bound here is 10%. What is left is a bias, not noise: the fitted curvature in s is
-    1–2% too steep and the constant compensates, from the visited states out to |s| ≈ 5
-    (the warm-up), where the tanh box bends the actor. Narrowing the warm-up
-    (``warmup_bound`` 1 or 1.5) does not remove it: this seed's critic error grows to 11–12%
-    (README, "The exact check")."""
-    model, exact = _sac_on_lq(LQ_1D, 4000, seed=0)
+    Seeds 0, 1, 2 measured gain 0.1 / 0.8 / 0.3%, covariance 0.5 / 0.7 / 1.1%, critic 0.6 /
+    4.1 / 0.8% (README, "The exact check"). What is left of the critic's error is the data's
+    noise: a least-squares (LSTD) fit of the exact policy's soft Q to the same buffer is off by
+    as much (seed 1: its constant −0.518 against −0.539)."""
+    model, exact = _sac_on_lq(LQ_1D, LQ_STEPS, seed=0)
     r = _compare(model, exact, grid_points=7)
     assert r.gain_error <= 0.05
     assert r.covariance_error <= 0.10
-    assert r.critic_error <= 0.10
+    assert r.critic_error <= 0.05
+    # the action box is wide enough that the tanh squashing is negligible on the data
+    assert model.buffer.actions[: len(model.buffer)].abs().max() <= 0.4 * 10.0
 
 
 @pytest.mark.slow
 def test_sac_on_the_2d_lq_problem_matches_the_closed_form():
-    """The same check on the coupled 2-D problem (gain 1×2, covariance 1×1).
-
-    NOT YET the issue's acceptance on gain and critic: seeds 0, 1, 2 measured gain 6.2 / 7.7
-    / 7.3%, variance 2.3 / 3.4 / 3.2% (met), critic 25.3 / 12.6 / 24.2% per point. The bounds
-    hold what 4000 steps reach, so the test still fails on a wrong sign, scale, temperature,
-    discount or noise. A ±1.5 warm-up (``warmup_bound=1.5``) meets every figure on seeds 0
-    and 1 but not on seed 2 (gain 9.0%, critic 30.4%); 8000 steps leave the gain 5–7%."""
-    model, exact = _sac_on_lq(LQ_2D, 4000, seed=0)
+    """The same check, to the same 5% / 10% / 5%, on the coupled 2-D problem (gain 1×2,
+    covariance 1×1). Seeds 0, 1, 2 measured gain 2.0 / 0.2 / 0.8%, covariance 0.8 / 0.8 /
+    0.0%, critic 2.0 / 2.6 / 2.6% per point."""
+    model, exact = _sac_on_lq(LQ_2D, LQ_STEPS, seed=0)
     r = _compare(model, exact, grid_points=5)
-    assert r.gain_error <= 0.10
+    assert r.gain_error <= 0.05
     assert r.covariance_error <= 0.10
-    assert r.critic_error <= 0.35
+    assert r.critic_error <= 0.05
+    assert model.buffer.actions[: len(model.buffer)].abs().max() <= 0.4 * 10.0
+
+
+def test_actor_learning_starts_holds_the_actor_while_the_critic_learns():
+    """Before actor_learning_starts only the critic steps: the actor's weights (and Adam's
+    moments for them) stay as initialised, then move; it may not precede learning_starts."""
+    env = LinearQuadraticEnv(action_bound=10.0)
+    model = SAC(env, actor_learning_starts=90, seed=0,
+                **{**SMALL, "learning_starts": 40})  # fmt: skip
+    actor0, critic0 = _params(model.actor), _params(model.critic)
+    model.learn(80)
+    assert model._updates == 41 and not torch.equal(_params(model.critic), critic0)
+    assert torch.equal(_params(model.actor), actor0)
+    assert all(p not in model.optimizer.state for p in model.actor.parameters())
+    model.learn(20)
+    assert not torch.equal(_params(model.actor), actor0)
+    with pytest.raises(ValueError, match="actor_learning_starts"):
+        SAC(env, actor_learning_starts=10, **{**SMALL, "learning_starts": 40})
+
+
+def test_optimizer_kwargs_reach_adam_and_survive_save_load(tmp_path):
+    model = SAC("Pendulum-v1", optimizer_kwargs={"betas": (0.9, 0.99)}, **SMALL)
+    assert model.optimizer.param_groups[0]["betas"] == (0.9, 0.99)
+    model.learn(60)
+    model.save(tmp_path / "m.pt")
+    loaded = SAC.load(tmp_path / "m.pt")
+    assert loaded.optimizer.param_groups[0]["betas"] == (0.9, 0.99)
+    with pytest.raises(ValueError, match="optimizer_kwargs"):
+        SAC("Pendulum-v1", optimizer_kwargs={"lr": 1.0}, **SMALL)
 
 
 def test_vectorised_collection_keeps_the_true_successor():
