@@ -174,23 +174,28 @@ class _QStep:
         if backup not in _BACKUPS:
             raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
         self.dyn, self.w = mdp.dynamics, w
+        self.w_list = w.tolist()  # wₜ ∈ {0, 1} as Python floats: no tensor op per step
         self.over_next = _REDUCTIONS[backup][0]
         self.allow_neg_inf = log_policy is not None
         self.r_scaled = self.dyn.reward / alpha  # r(s,a,s')/α in the layout's own indexing
         if self.over_next == "logsumexp":
-            self.kernels = {wt: self.dyn.tilt(wt * self.r_scaled) for wt in set(w.tolist())}
+            self.kernels = {wt: self.dyn.tilt(wt * self.r_scaled) for wt in set(self.w_list)}
         elif self.over_next == "mean":
             self.r_bar = self.dyn.mean(self.r_scaled)  # E[r]/α, (S, A)
 
+    def _weighted(self, w_t: float, x: torch.Tensor) -> torch.Tensor:
+        """wₜ·x; x itself when wₜ = 1 (1·x = x exactly: the same bits, one op fewer)."""
+        return x if w_t == 1.0 else w_t * x
+
     def __call__(self, t: int, v_tp1: torch.Tensor) -> torch.Tensor:
-        w_t = self.w[t]
+        w_t = self.w_list[t]
         if self.over_next == "logsumexp":
-            tilted = self.kernels[w_t.item()]
-            return self.dyn.log_expect_tilted(tilted, w_t * self.r_scaled, v_tp1)
+            tilted = self.kernels[w_t]
+            return self.dyn.log_expect_tilted(tilted, self._weighted(w_t, self.r_scaled), v_tp1)
         if self.over_next == "mean":
-            return w_t * self.r_bar + self.dyn.expect(v_tp1, self.allow_neg_inf)
+            return self._weighted(w_t, self.r_bar) + self.dyn.expect(v_tp1, self.allow_neg_inf)
         # max_s' log P + r/α + Vₜ₊₁ (log P = −inf off the support)
-        return self.dyn.max_tilted(w_t * self.r_scaled, v_tp1)
+        return self.dyn.max_tilted(self._weighted(w_t, self.r_scaled), v_tp1)
 
 
 def _argmax_policy(score: torch.Tensor, best: torch.Tensor) -> torch.Tensor:

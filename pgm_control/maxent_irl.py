@@ -291,6 +291,11 @@ class _Linear(torch.nn.Module):
         return self.features @ self.weights
 
 
+def _over_alpha(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """x/α, and x itself at α = 1 (x/1 = x exactly: the same bits, one op fewer)."""
+    return x if alpha == 1.0 else x / alpha
+
+
 def _contract(counts: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """Σ counts·f over the reward's arguments: counts (S,), (S, A) or (S, A, S), features (…, F)."""
     return counts.reshape(-1) @ features.reshape(counts.numel(), -1)
@@ -481,6 +486,8 @@ def maxent_irl(
         and not (mdp.is_sparse and ndim == 3)
     )
     eval_mdp = _evaluation_layout(mdp, ndim) if marginals else mdp
+    if linear:
+        flat_features = features.reshape(-1, features.shape[-1])  # (S·[A·[S]], F)
     log_prior = eval_mdp.log_action_prior  # a property that takes the log each time it is read
 
     def reward_table():
@@ -488,22 +495,27 @@ def maxent_irl(
         return _as_table(r, mdp, "the reward module")
 
     def evaluate_marginals():
-        """−L and ∂L/∂ψ = (μ̂ − Σ ρ_ψ·f)/α from the marginals, no autograd graph."""
-        with torch.no_grad():
-            w = model.weights
+        """−L and ∂L/∂ψ = (μ̂ − Σ ρ_ψ·f)/α from the marginals, no autograd graph.
+
+        At S = 28 an evaluation is ~100 torch calls on tiny tensors, so their dispatch is the
+        time: inference mode (no version counters, ~18% less), one host sync, no /α at α = 1.
+        """
+        w = model.weights
+        with torch.inference_mode():
             r = features @ w  # (S,), (S, A) or (S, A, S)
             r = r.reshape(*r.shape, *(1,) * (3 - ndim)).expand(*counts.shape)
             m = eval_mdp.with_reward(r)
             log_z, rho = log_normaliser_and_counts(m, alpha, backup, ndim, log_prior)
-            L = (w @ mu_hat) / alpha - log_z
-            grad = (mu_hat - _contract(rho, features)) / alpha
+            L = _over_alpha(w @ mu_hat, alpha) - log_z
+            grad = _over_alpha(mu_hat - rho.reshape(-1) @ flat_features, alpha)
             if prior_scale is not None:  # log p(ψ)/N, ψ ~ N(0, σ²·I)
                 L = L - (w @ w) / (2 * prior_scale**2 * num_demos)
                 grad = grad - w / (prior_scale**2 * num_demos)
-            if not torch.isfinite(L):
-                raise FloatingPointError(f"L(ψ) became {L.item()}; lower `lr` or check `features`")
-        w.grad = -grad
-        return -L, alpha * grad.abs().max().item()
+            L_value, res = torch.stack([L, torch.linalg.vector_norm(grad, math.inf)]).tolist()
+        if not math.isfinite(L_value):
+            raise FloatingPointError(f"L(ψ) became {L_value}; lower `lr` or check `features`")
+        w.grad = -grad  # out of inference mode: a plain tensor the optimiser may update
+        return -L, alpha * res
 
     def evaluate():
         """−L and its gradient in the parameters; the residual = α·‖∂L/∂(ψ or r)‖_∞."""
@@ -542,7 +554,8 @@ def maxent_irl(
             for p, g in zip(trainable, grads):
                 p.grad = g.clone()
         else:
-            opt.zero_grad()
+            if not marginals:  # the marginals route sets every gradient itself
+                opt.zero_grad()
             loss, res = evaluate()
             evaluations[0] += 1
             if cache is not None:
@@ -577,8 +590,9 @@ def maxent_irl(
                 log_lik.append(-loss)
                 residuals.append(res)
                 elapsed.append(time.perf_counter() - tic)
-                bar.set_postfix(L=f"{-loss:.6g}", residual=f"{res:.2e}")
-                bar.update(1)
+                if progress:  # formatting the postfix costs as much as an Adam step here
+                    bar.set_postfix(L=f"{-loss:.6g}", residual=f"{res:.2e}")
+                    bar.update(1)
                 if res <= tol:  # the step's start point already met tol: keep it, stop
                     restore(start)
                     converged = True
