@@ -31,7 +31,7 @@ from .backward import _backward
 from .forward import _log_state_posterior, _state_distribution, posterior_dynamics
 from .mdp import TabularMDP
 
-__all__ = ["log_normaliser_and_counts", "linear_objective", "compiled_linear_objective"]
+__all__ = ["log_normaliser_and_counts", "linear_objective"]
 
 
 def log_normaliser_and_counts(
@@ -124,13 +124,3 @@ def linear_objective(
 def _over_alpha(x: torch.Tensor, alpha: float) -> torch.Tensor:
     """x/α, and x itself at α = 1 (the same bits, one op fewer)."""
     return x if alpha == 1.0 else x / alpha
-
-
-def compiled_linear_objective():
-    """:func:`linear_objective` through ``torch.compile`` (inductor; a C++ compiler on CPU).
-
-    One fused kernel instead of ~100 dispatched calls per evaluation; compiled at its first
-    call (seconds; cached on disk by inductor) and again for a new shape, horizon, α or backup.
-    Agrees with the eager function to round-off (a different summation order), not bit for bit.
-    """
-    return torch.compile(linear_objective, dynamic=False, fullgraph=True)
