@@ -616,3 +616,44 @@ def test_step_weights_as_floats_equal_the_tensor_and_wrap_negative_steps():
         backward._step_weight_list(mdp, [3])
     with pytest.raises(TypeError, match="observed_steps"):
         backward._step_weight_list(mdp, 2)
+
+
+@pytest.mark.slow
+def test_compiled_evaluation_learns_the_eager_answer():
+    """maxent_irl(compile=True) (torch.compile of the marginals evaluation; ~25 s to compile
+    on the shared CI machine) against the eager route: the same weights and likelihood history
+    to round-off for Adam and LBFGS; the compiled code is reused by the second learner."""
+    truth = _tiny(seed=3)
+    feats = torch.randn(2, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
+    rho = expected_counts(truth, pc.soft_value_iteration(truth).policy)
+    for optimizer in ("adam", "lbfgs"):
+        kw = dict(steps=6, optimizer=optimizer, progress=False)
+        fast = maxent_irl(truth, feats, rho, compile=True, **kw)
+        eager = maxent_irl(truth, feats, rho, **kw)
+        assert fast.extra["compile_seconds"] > 0 and eager.extra["compile_seconds"] == 0
+        assert torch.allclose(fast.params["weights"], eager.params["weights"], atol=1e-12)
+        np.testing.assert_allclose(fast.log_likelihood, eager.log_likelihood, atol=1e-12)
+        np.testing.assert_allclose(fast.feature_residual, eager.feature_residual, atol=1e-12)
+        assert not fast.params["weights"].is_inference()
+
+
+def test_compile_failure_and_the_autograd_route_give_clear_errors(monkeypatch):
+    """A torch.compile that fails (here: a backend that raises, as a missing C++ compiler
+    does) is reported naming ``compile=False``; the autograd route refuses compile=True."""
+    maxent = sys.modules["pgm_control.maxent_irl"]
+
+    def broken_backend(graph, example_inputs):
+        raise OSError("no C++ compiler found")
+
+    monkeypatch.setattr(
+        maxent,
+        "compiled_linear_objective",
+        lambda: torch.compile(maxent.linear_objective, backend=broken_backend),
+    )
+    truth = _tiny(seed=3)
+    feats = torch.randn(2, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
+    rho = expected_counts(truth, pc.soft_value_iteration(truth).policy)
+    with pytest.raises(RuntimeError, match=r"no C\+\+ compiler found.*`compile=False`"):
+        maxent_irl(truth, feats, rho, steps=2, progress=False, compile=True, backup="expected")
+    with pytest.raises(ValueError, match="`compile=True` compiles the marginals route"):
+        maxent_irl(truth, feats, rho, steps=2, progress=False, compile=True, gradient="autograd")
