@@ -451,7 +451,7 @@ def maxent_irl(
             after a compilation of tens of seconds at the first call (reported as
             ``extra["compile_seconds"]``, not in ``seconds``). The same answer to round-off.
             Raises RuntimeError if torch.compile fails (no C++ compiler), ValueError if the
-            problem takes the autograd route.
+            problem takes the autograd route or sparse dynamics.
 
     Returns:
         :class:`~pgm_control.IRLResult`: reward (S, A, S), params (``{"weights": ψ}`` or the
@@ -515,6 +515,12 @@ def maxent_irl(
             "`compile=True` compiles the marginals route (linear features, fully observed "
             "demonstrations, objective='features', gradient='marginals'); this problem takes "
             "the autograd route: leave `compile=False`"
+        )
+    if compile and eval_mdp.is_sparse:
+        raise ValueError(
+            "`compile=True` serves dense dynamics (small tables, where dispatching torch calls "
+            "is the cost); this MDP is evaluated on sparse successor lists, which torch.compile "
+            "does not trace: leave `compile=False`"
         )
     objective_fn = compiled_linear_objective() if compile else linear_objective
     log_prior = eval_mdp.log_action_prior  # a property that takes the log each time it is read

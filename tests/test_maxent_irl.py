@@ -639,7 +639,8 @@ def test_compiled_evaluation_learns_the_eager_answer():
 
 def test_compile_failure_and_the_autograd_route_give_clear_errors(monkeypatch):
     """A torch.compile that fails (here: a backend that raises, as a missing C++ compiler
-    does) is reported naming ``compile=False``; the autograd route refuses compile=True."""
+    does) is reported naming ``compile=False``; the autograd route and sparse dynamics refuse
+    compile=True."""
     maxent = sys.modules["pgm_control.maxent_irl"]
 
     def broken_backend(graph, example_inputs):
@@ -657,3 +658,6 @@ def test_compile_failure_and_the_autograd_route_give_clear_errors(monkeypatch):
         maxent_irl(truth, feats, rho, steps=2, progress=False, compile=True, backup="expected")
     with pytest.raises(ValueError, match="`compile=True` compiles the marginals route"):
         maxent_irl(truth, feats, rho, steps=2, progress=False, compile=True, gradient="autograd")
+    sparse = truth.replace(transition=truth.transition.to_sparse())
+    with pytest.raises(ValueError, match="`compile=True` serves dense dynamics"):
+        maxent_irl(sparse, feats, rho, steps=2, progress=False, compile=True)
