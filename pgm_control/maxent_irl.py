@@ -337,7 +337,7 @@ class _Evaluations:
     def add(self, params, loss, res):
         grads = [p.grad.detach().clone() for p in params]
         point = [p.detach().clone() for p in params]
-        self.entries = [(point, loss.detach(), res, grads), *self.entries]
+        self.entries = [(point, loss, res, grads), *self.entries]
         del self.entries[self.size :]
 
 
@@ -369,7 +369,10 @@ def _make_optimizer(name, params, lr):
             tolerance_grad=0.0, tolerance_change=0.0,
         )  # fmt: skip
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        # torch's fused kernel: one call per step instead of ~10 (0.05 vs 0.07 ms of a
+        # CliffWorld step's bookkeeping); the same update up to round-off
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        return torch.optim.Adam(params, lr=lr, fused=fused)
     return torch.optim.SGD(params, lr=lr)
 
 
@@ -529,22 +532,24 @@ def maxent_irl(
         r = model() if linear else model(states)
         return _as_table(r, mdp, "the reward module")
 
+    weights = model.weights if linear else None
+
     def evaluate_marginals():
         """−L and ∂L/∂ψ = (μ̂ − Σ ρ_ψ·f)/α from the marginals, no autograd graph; in
         inference mode (no version counters: ~18% less dispatch at S = 28)."""
-        w = model.weights
         with torch.inference_mode():
             values, grad = objective_fn(
-                eval_mdp, features, w.detach(), mu_hat, alpha, backup, log_prior, prior_variance
-            )
+                eval_mdp, features, weights.detach(), mu_hat, alpha, backup, log_prior,
+                prior_variance,
+            )  # fmt: skip
             L_value, res = values.tolist()
         if not math.isfinite(L_value):
             raise FloatingPointError(f"L(ψ) became {L_value}; lower `lr` or check `features`")
-        w.grad = -grad  # out of inference mode: a plain tensor the optimiser may update
-        return -values[0], alpha * res
+        weights.grad = -grad  # out of inference mode: a plain tensor the optimiser may update
+        return -L_value, alpha * res
 
     def evaluate():
-        """−L and its gradient in the parameters; the residual = α·‖∂L/∂(ψ or r)‖_∞."""
+        """−L (a float) and its gradient in the parameters; the residual = α·‖∂L/∂(ψ or r)‖_∞."""
         if marginals:
             return evaluate_marginals()
         r = reward_table()
@@ -562,7 +567,7 @@ def maxent_irl(
             raise FloatingPointError(f"L(ψ) became {L.item()}; lower `lr` or check `features`")
         (-L).backward()
         grad = model.weights.grad if linear else r.grad
-        return -L, alpha * grad.abs().max().item()
+        return -L.item(), alpha * grad.abs().max().item()
 
     log_lik, residuals, elapsed = [], [], []
     params = dict(model.named_parameters())
@@ -587,8 +592,8 @@ def maxent_irl(
             if cache is not None:
                 cache.add(trainable, loss, res)
         if not first:  # LBFGS evaluates the step's start point first, then the line search
-            first.append((loss.item(), res))
-        return loss
+            first.append((loss, res))
+        return loss  # a float: torch's optimisers read float(closure())
 
     def snapshot():
         return {name: p.detach().clone() for name, p in params.items()}
@@ -647,7 +652,7 @@ def maxent_irl(
         if not converged:  # the final point's L and residual close the history
             opt.zero_grad()
             loss, res = evaluate()
-            log_lik.append(-loss.item())
+            log_lik.append(-loss)
             residuals.append(res)
             elapsed.append(time.perf_counter() - tic)
         with torch.no_grad():
