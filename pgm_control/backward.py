@@ -96,21 +96,25 @@ class SoftValues(typing.NamedTuple):
         return _safe_log(self.policy)
 
 
-def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
-    """w[t] = 1 where O_t is observed, 0 where it is marginalised out (its factor becomes 1)."""
+def _step_weight_list(mdp: TabularMDP, observed_steps) -> list[float]:
+    """w[t] = 1.0 where O_t is observed, 0.0 where it is marginalised out (its factor is 1)."""
     T = mdp.horizon
-    w = torch.ones(T, dtype=mdp.float_dtype, device=mdp.device)
     if observed_steps is None:
-        return w
+        return [1.0] * T
     if not isinstance(observed_steps, Iterable):
         raise TypeError("`observed_steps` must be an iterable of time steps in [0, T) or None")
     steps = [check_int("observed_steps", t) for t in observed_steps]
     bad = [t for t in steps if not -T <= t < T]
     if bad:
         raise ValueError(f"`observed_steps` must lie in [0, {T}); got {bad}")
-    w.zero_()
-    w[steps] = 1.0
-    return w
+    observed = {t % T for t in steps}
+    return [1.0 if t in observed else 0.0 for t in range(T)]
+
+
+def _step_weights(mdp: TabularMDP, observed_steps) -> torch.Tensor:
+    """w[t] = 1 where O_t is observed, 0 where it is marginalised out (its factor becomes 1)."""
+    w = _step_weight_list(mdp, observed_steps)
+    return torch.tensor(w, dtype=mdp.float_dtype, device=mdp.device)
 
 
 def _backward(
@@ -134,7 +138,7 @@ def _backward(
     memory (Qₜ is recomputed from Vₜ₊₁ where needed, :class:`_QStep`).
     Each step is a new tensor (no in-place writes), so autograd runs through the recursion.
     """
-    w = _step_weights(mdp, observed_steps)
+    w = _step_weight_list(mdp, observed_steps)  # Python floats: traceable, no host sync
     step = _QStep(mdp, alpha, backup, w, log_policy)
     over_actions = _REDUCTIONS[backup][1]
     if log_prior is None:
@@ -173,24 +177,32 @@ class _QStep:
     def __init__(self, mdp, alpha, backup, w, log_policy=None):
         if backup not in _BACKUPS:
             raise ValueError(f"`backup` must be one of {_BACKUPS}, got {backup!r}")
-        self.dyn, self.w = mdp.dynamics, w
+        self.dyn = mdp.dynamics
+        # wₜ ∈ {0, 1} as Python floats (a list, or the tensor of ``_step_weights``): no tensor
+        # op per step
+        self.w_list = w.tolist() if isinstance(w, torch.Tensor) else list(w)
         self.over_next = _REDUCTIONS[backup][0]
         self.allow_neg_inf = log_policy is not None
-        self.r_scaled = self.dyn.reward / alpha  # r(s,a,s')/α in the layout's own indexing
+        # r(s,a,s')/α in the layout's own indexing (r itself at α = 1: r/1 = r, the same bits)
+        self.r_scaled = self.dyn.reward if alpha == 1.0 else self.dyn.reward / alpha
         if self.over_next == "logsumexp":
-            self.kernels = {wt: self.dyn.tilt(wt * self.r_scaled) for wt in set(w.tolist())}
+            self.kernels = {wt: self.dyn.tilt(wt * self.r_scaled) for wt in set(self.w_list)}
         elif self.over_next == "mean":
             self.r_bar = self.dyn.mean(self.r_scaled)  # E[r]/α, (S, A)
 
+    def _weighted(self, w_t: float, x: torch.Tensor) -> torch.Tensor:
+        """wₜ·x; x itself when wₜ = 1 (1·x = x exactly: the same bits, one op fewer)."""
+        return x if w_t == 1.0 else w_t * x
+
     def __call__(self, t: int, v_tp1: torch.Tensor) -> torch.Tensor:
-        w_t = self.w[t]
+        w_t = self.w_list[t]
         if self.over_next == "logsumexp":
-            tilted = self.kernels[w_t.item()]
-            return self.dyn.log_expect_tilted(tilted, w_t * self.r_scaled, v_tp1)
+            tilted = self.kernels[w_t]
+            return self.dyn.log_expect_tilted(tilted, self._weighted(w_t, self.r_scaled), v_tp1)
         if self.over_next == "mean":
-            return w_t * self.r_bar + self.dyn.expect(v_tp1, self.allow_neg_inf)
+            return self._weighted(w_t, self.r_bar) + self.dyn.expect(v_tp1, self.allow_neg_inf)
         # max_s' log P + r/α + Vₜ₊₁ (log P = −inf off the support)
-        return self.dyn.max_tilted(w_t * self.r_scaled, v_tp1)
+        return self.dyn.max_tilted(self._weighted(w_t, self.r_scaled), v_tp1)
 
 
 def _argmax_policy(score: torch.Tensor, best: torch.Tensor) -> torch.Tensor:

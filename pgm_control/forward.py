@@ -215,14 +215,15 @@ def _state_distribution(
         d indexed [t, s], shape (T + 1, S): dₜ₊₁(s') = Σ_{s,a} dₜ(s)·πₜ(a|s)·kernel(s'|s,a).
     """
     T, S, A = pi.shape
+    pi_t = pi.unbind(0)  # one op for all T rows instead of an indexing op per step
     if isinstance(kernel, SparseDynamics):
         d = [initial]
         for t in range(T):
-            d.append(kernel.push(d[t][:, None] * pi[t]))  # Σ_{s,a} dₜ·πₜ·P over the non-zeros
+            d.append(kernel.push(d[t][:, None] * pi_t[t]))  # Σ_{s,a} dₜ·πₜ·P over the non-zeros
         return torch.stack(d)
     shared = kernel.reshape(S * A, S) if kernel.ndim == 3 else None
     d = [initial]
     for t in range(T):
         k_t = shared if shared is not None else kernel[t].reshape(S * A, S)
-        d.append((d[t][:, None] * pi[t]).reshape(S * A) @ k_t)  # Σ_{s,a} dₜ·πₜ·P
+        d.append((d[t][:, None] * pi_t[t]).reshape(S * A) @ k_t)  # Σ_{s,a} dₜ·πₜ·P
     return torch.stack(d)

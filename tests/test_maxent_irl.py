@@ -13,7 +13,7 @@ import torch
 
 import pgm_control as pc
 from pgm_control.demonstrations import Demonstrations, expected_counts, sample_demonstrations
-from pgm_control.irl_marginals import log_normaliser_and_counts
+from pgm_control.irl_marginals import linear_objective, log_normaliser_and_counts
 from pgm_control.irl_result import IRLResult
 from pgm_control.maxent_irl import irl_log_likelihood, maxent_irl
 
@@ -553,3 +553,111 @@ def test_both_gradient_routes_learn_the_same_reward_and_lbfgs_reuses_its_last_po
     assert fast.extra["evaluations"] <= 1.5 * steps  # without the cache: ≥ 2 per step
     with pytest.raises(ValueError, match="`gradient` must be one of"):
         maxent_irl(truth, feats, demos, gradient="numeric", progress=False)
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+@pytest.mark.parametrize("shape", ["S", "SA", "SAS"])
+@pytest.mark.parametrize("alpha", [1.0, 0.7])
+@pytest.mark.parametrize("backup", ["optimistic", "expected"])
+def test_linear_objective_equals_autograd_through_the_likelihood(backup, alpha, shape, dtype):
+    """``linear_objective`` (the learner's per-iteration evaluation: marginals, no graph, its
+    α = 1 shortcut) against autograd through ``irl_log_likelihood`` minus the Gaussian
+    log-prior ‖ψ‖²/(2v): value, gradient in ψ and its sup norm, from sampled demonstrations."""
+    mdp = _few_successors_mdp(6, 3, 4, 3, seed=7, dtype=dtype)
+    S, A, F, v = 6, 3, 4, 2.5
+    g = torch.Generator().manual_seed(8)
+    lead = {"S": (S,), "SA": (S, A), "SAS": (S, A, S)}[shape]
+    feats = torch.randn(*lead, F, dtype=dtype, generator=g)
+    w = 0.5 * torch.randn(F, dtype=dtype, generator=g)
+    expert = pc.soft_value_iteration(mdp, temperature=alpha, backup=backup).policy
+    demos = sample_demonstrations(mdp, expert, 30, seed=2)
+    counts = demos.counts(S, A, by_time=False, dtype=dtype)
+    mu_hat = counts.sum((1, 2)) if len(lead) == 1 else counts.sum(2) if len(lead) == 2 else counts
+    mu_hat = mu_hat.reshape(-1) @ feats.reshape(-1, F)
+    values, grad = linear_objective(mdp, feats, w, mu_hat, alpha, backup, None, v)
+    leaf = w.clone().requires_grad_(True)
+    L = irl_log_likelihood(mdp, feats @ leaf, demos, temperature=alpha, backup=backup)
+    L = L - (leaf @ leaf) / (2 * v)
+    (grad_auto,) = torch.autograd.grad(L, leaf)
+    tol = 1e-11 if dtype == F64 else 2e-4
+    assert values.dtype == grad.dtype == dtype and not grad.requires_grad
+    assert values[0].item() == pytest.approx(L.item(), abs=tol)
+    assert (grad - grad_auto).abs().max().item() < tol
+    assert values[1].item() == pytest.approx(grad.abs().max().item(), abs=0.0)
+
+
+def test_the_inference_mode_evaluation_leaves_plain_tensors_for_autograd():
+    """The marginals route evaluates in torch's inference mode; nothing it returns may be an
+    inference tensor (those refuse autograd and in-place updates later): the learned weights,
+    reward and policy serve a differentiable likelihood afterwards, for Adam and LBFGS."""
+    truth = _tiny(seed=3)
+    feats = torch.randn(2, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
+    rho = expected_counts(truth, pc.soft_value_iteration(truth).policy)
+    for optimizer in ("adam", "lbfgs"):
+        res = maxent_irl(truth, feats, rho, steps=3, optimizer=optimizer, progress=False)
+        tensors = (res.params["weights"], res.reward, res.policy)
+        assert not any(t.is_inference() for t in tensors)
+        w = res.params["weights"].clone().requires_grad_(True)
+        L = irl_log_likelihood(truth, feats @ w, rho)
+        (g,) = torch.autograd.grad(L, w)
+        assert torch.isfinite(g).all()
+
+
+def test_step_weights_as_floats_equal_the_tensor_and_wrap_negative_steps():
+    """``_step_weight_list`` (the recursion's Python weights) against the tensor form and a
+    hand-written mask: step −1 is T − 1, repeats count once; bad steps raise as before."""
+    backward = sys.modules["pgm_control.backward"]
+    mdp = _tiny(seed=1)  # T = 3
+    assert backward._step_weight_list(mdp, None) == [1.0, 1.0, 1.0]
+    assert backward._step_weight_list(mdp, [-1, 0, 0]) == [1.0, 0.0, 1.0]
+    w = backward._step_weights(mdp, [-1, 0, 0])
+    assert w.dtype == mdp.float_dtype and w.tolist() == [1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="observed_steps"):
+        backward._step_weight_list(mdp, [3])
+    with pytest.raises(TypeError, match="observed_steps"):
+        backward._step_weight_list(mdp, 2)
+
+
+@pytest.mark.slow
+def test_compiled_evaluation_learns_the_eager_answer():
+    """maxent_irl(compile=True) (torch.compile of the marginals evaluation; ~25 s to compile
+    on the shared CI machine) against the eager route: the same weights and likelihood history
+    to round-off for Adam and LBFGS; the compiled code is reused by the second learner."""
+    truth = _tiny(seed=3)
+    feats = torch.randn(2, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
+    rho = expected_counts(truth, pc.soft_value_iteration(truth).policy)
+    for optimizer in ("adam", "lbfgs"):
+        kw = dict(steps=6, optimizer=optimizer, progress=False)
+        fast = maxent_irl(truth, feats, rho, compile=True, **kw)
+        eager = maxent_irl(truth, feats, rho, **kw)
+        assert fast.extra["compile_seconds"] > 0 and eager.extra["compile_seconds"] == 0
+        assert torch.allclose(fast.params["weights"], eager.params["weights"], atol=1e-12)
+        np.testing.assert_allclose(fast.log_likelihood, eager.log_likelihood, atol=1e-12)
+        np.testing.assert_allclose(fast.feature_residual, eager.feature_residual, atol=1e-12)
+        assert not fast.params["weights"].is_inference()
+
+
+def test_compile_failure_and_the_autograd_route_give_clear_errors(monkeypatch):
+    """A torch.compile that fails (here: a backend that raises, as a missing C++ compiler
+    does) is reported naming ``compile=False``; the autograd route and sparse dynamics refuse
+    compile=True."""
+    maxent = sys.modules["pgm_control.maxent_irl"]
+
+    def broken_backend(graph, example_inputs):
+        raise OSError("no C++ compiler found")
+
+    monkeypatch.setattr(
+        maxent,
+        "compiled_linear_objective",
+        lambda: torch.compile(maxent.linear_objective, backend=broken_backend),
+    )
+    truth = _tiny(seed=3)
+    feats = torch.randn(2, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
+    rho = expected_counts(truth, pc.soft_value_iteration(truth).policy)
+    with pytest.raises(RuntimeError, match=r"no C\+\+ compiler found.*`compile=False`"):
+        maxent_irl(truth, feats, rho, steps=2, progress=False, compile=True, backup="expected")
+    with pytest.raises(ValueError, match="`compile=True` compiles the marginals route"):
+        maxent_irl(truth, feats, rho, steps=2, progress=False, compile=True, gradient="autograd")
+    sparse = truth.replace(transition=truth.transition.to_sparse())
+    with pytest.raises(ValueError, match="`compile=True` serves dense dynamics"):
+        maxent_irl(sparse, feats, rho, steps=2, progress=False, compile=True)
