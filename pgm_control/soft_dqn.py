@@ -165,18 +165,23 @@ def soft_double_q_target(
             "`next_q_target` and `next_q_online` must have the same shape, got "
             f"{tuple(next_q_target.shape)} and {tuple(next_q_online.shape)}"
         )
-    if log_action_prior is None:
-        n = torch.tensor(float(next_q_online.shape[-1]), dtype=rewards.dtype, device=rewards.device)
-        log_p = -torch.log(n)
-    else:
-        log_p = log_action_prior
-    log_pi = torch.log_softmax(log_p + next_q_online / alpha, dim=-1)
+    log_pi, log_p = _log_boltzmann(next_q_online, alpha, log_action_prior)
     pi = log_pi.exp()
     # a' with p(a') = 0 has π = 0: its term is 0 (not 0·(−inf + inf) = NaN)
     value = torch.where(pi > 0, next_q_target - alpha * (log_pi - log_p), torch.zeros_like(pi))
     v_next = (pi * value).sum(-1)
     v_next = torch.where(terminated.bool(), torch.zeros_like(v_next), v_next)
     return rewards + gamma * v_next
+
+
+def _log_boltzmann(q: torch.Tensor, alpha: float, log_action_prior=None):
+    """(log π, log p): π(a|s) ∝ p(a)·exp(Q(s,a)/α) over the last axis; p uniform when None."""
+    if log_action_prior is None:
+        n = torch.tensor(float(q.shape[-1]), dtype=q.dtype, device=q.device)
+        log_p = -torch.log(n)
+    else:
+        log_p = log_action_prior
+    return torch.log_softmax(log_p + q / alpha, dim=-1), log_p
 
 
 def munchausen_reward(
@@ -221,12 +226,7 @@ def munchausen_reward(
             "`q` must be (..., A) with `rewards` and `actions` of shape (...,), got "
             f"{tuple(q.shape)}, {tuple(rewards.shape)} and {tuple(actions.shape)}"
         )
-    if log_action_prior is None:
-        n = torch.tensor(float(q.shape[-1]), dtype=q.dtype, device=q.device)
-        log_p = -torch.log(n)
-    else:
-        log_p = log_action_prior
-    log_pi = torch.log_softmax(log_p + q / alpha, dim=-1)
+    log_pi, _ = _log_boltzmann(q, alpha, log_action_prior)
     log_pi_a = log_pi.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
     return rewards + beta * alpha * log_pi_a.clamp(min=l0, max=0.0)
 
