@@ -513,6 +513,8 @@ def maxent_irl(
     )
     eval_mdp = _evaluation_layout(mdp, ndim) if marginals else mdp
     prior_variance = None if prior_scale is None else prior_scale**2 * num_demos  # σ²·N
+    if not isinstance(compile, bool):
+        raise TypeError(f"`compile` must be True or False, got {compile!r}")
     if compile and not marginals:
         raise ValueError(
             "`compile=True` compiles the marginals route (linear features, fully observed "

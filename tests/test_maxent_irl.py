@@ -661,3 +661,5 @@ def test_compile_failure_and_the_autograd_route_give_clear_errors(monkeypatch):
     sparse = truth.replace(transition=truth.transition.to_sparse())
     with pytest.raises(ValueError, match="`compile=True` serves dense dynamics"):
         maxent_irl(sparse, feats, rho, steps=2, progress=False, compile=True)
+    with pytest.raises(TypeError, match="`compile` must be True or False"):
+        maxent_irl(truth, feats, rho, steps=2, progress=False, compile="yes")
