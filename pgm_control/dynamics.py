@@ -77,16 +77,35 @@ class DenseDynamics:
 
     is_sparse = False
 
-    def __init__(self, transition: torch.Tensor, reward: torch.Tensor):
+    def __init__(self, transition: torch.Tensor, reward: torch.Tensor, _flat=None):
         self.transition = transition
         self.reward = reward
+        # P as (S·A, S'): a view of P made once and handed on by ``with_reward`` (inner loops
+        # such as MaxEnt IRL's swap the reward at every evaluation), except for a P that
+        # requires grad, whose flat view is taken afresh in each graph
+        self._flat = _flat
 
     def to(self, dtype: torch.dtype) -> DenseDynamics:
         return DenseDynamics(self.transition.to(dtype), self.reward.to(dtype))
 
     def with_reward(self, reward: torch.Tensor) -> DenseDynamics:
         """The same P with a dense (S, A, S) reward (differentiable, not validated)."""
-        return DenseDynamics(self.transition, reward)
+        _ = self.flat_transition  # made once (when it can be kept) and shared with the copy
+        return DenseDynamics(self.transition, reward, self._flat)
+
+    @property
+    def flat_transition(self) -> torch.Tensor:
+        """P[s, a, s'] as an (S·A, S') matrix: a view of P, kept when P is a contiguous
+        constant (a P that requires grad gets a fresh view in each graph)."""
+        if self._flat is None:
+            flat = self.transition.flatten(0, 1)
+            if self.transition.requires_grad or not self.transition.is_contiguous():
+                return flat
+            self._flat = flat
+        return self._flat
+
+    def __getstate__(self):
+        return {**self.__dict__, "_flat": None}  # a view: rebuilt on demand, not pickled twice
 
     @property
     def log_transition(self) -> torch.Tensor:
@@ -98,9 +117,9 @@ class DenseDynamics:
     def expect(self, v: torch.Tensor, allow_neg_inf: bool = False) -> torch.Tensor:
         """Σ_s' P·v(s'), (S, A); with ``allow_neg_inf``, −inf where a −inf v is reachable."""
         S, A, _ = self.transition.shape
-        P_flat = self.transition.flatten(0, 1)  # (S·A, S')
+        P_flat = self.flat_transition  # (S·A, S')
         if not allow_neg_inf or not torch.isinf(v).any():
-            return (P_flat @ v).view(S, A)
+            return torch.mv(P_flat, v).view(S, A)  # the kernel `P_flat @ v` dispatches to
         finite = torch.isfinite(v)
         value = P_flat @ torch.where(finite, v, torch.zeros_like(v))
         doomed = ((P_flat > 0) & ~finite).any(-1)

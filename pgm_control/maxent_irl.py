@@ -63,6 +63,7 @@ from .demonstrations import as_demonstrations
 from .irl_marginals import compiled_linear_objective, linear_objective
 from .irl_result import IRLResult
 from .mdp import TabularMDP, _check_mdp
+from .optimizers import LeanAdam
 from .svi import _few_threads, _small
 from .validation import check_int, check_positive_float, check_positive_int, check_temperature
 
@@ -368,11 +369,8 @@ def _make_optimizer(name, params, lr):
             params, lr=lr, max_iter=1, max_eval=26, history_size=20, line_search_fn="strong_wolfe",
             tolerance_grad=0.0, tolerance_change=0.0,
         )  # fmt: skip
-    if name == "adam":
-        # torch's fused kernel: one call per step instead of ~10 (0.05 vs 0.07 ms of a
-        # CliffWorld step's bookkeeping); the same update up to round-off
-        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-        return torch.optim.Adam(params, lr=lr, fused=fused)
+    if name == "adam":  # torch's fused update, called without the Optimizer wrapper
+        return LeanAdam(params, lr) if LeanAdam.supports(params) else torch.optim.Adam(params, lr)
     return torch.optim.SGD(params, lr=lr)
 
 
@@ -606,13 +604,15 @@ def maxent_irl(
                 p.copy_(saved[name])
 
     interrupted, converged, stalled = False, False, False
-    start = snapshot()
+    line_search = optimizer == "lbfgs"  # Adam and SGD step from the gradient at the start
+    start = snapshot() if line_search else None
     tic = time.perf_counter()
     bar = tqdm(total=steps, desc="maxent_irl", unit="step", disable=not progress, leave=False)
     devices = [mdp.device] if mdp.device.type == "cuda" else []
     # small tables run on one intra-op thread (restored after), as `fit` does: on a shared CPU
     # torch's thread pool costs far more than the arithmetic (README example: 90 s vs 1.7 s)
-    with torch.random.fork_rng(devices=devices), _few_threads(_small(mdp)):
+    # grad on (as Optimizer.step runs a closure): a caller's no_grad must not break autograd
+    with torch.random.fork_rng(devices=devices), _few_threads(_small(mdp)), torch.enable_grad():
         torch.manual_seed(seed)
         compile_seconds = 0.0
         if compile:  # compiled at the start point, timed apart from the steps
@@ -621,9 +621,12 @@ def maxent_irl(
             tic = time.perf_counter()
         try:
             for _ in range(steps):
-                start = snapshot()
                 first.clear()
-                opt.step(closure)
+                if line_search:
+                    start = snapshot()
+                    opt.step(closure)
+                else:  # evaluate, and update below unless the start point already meets tol
+                    closure()
                 loss, res = first[0]
                 log_lik.append(-loss)
                 residuals.append(res)
@@ -632,10 +635,13 @@ def maxent_irl(
                     bar.set_postfix(L=f"{-loss:.6g}", residual=f"{res:.2e}")
                     bar.update(1)
                 if res <= tol:  # the step's start point already met tol: keep it, stop
-                    restore(start)
+                    if line_search:
+                        restore(start)
                     converged = True
                     break
-                if all(torch.equal(start[n], p) for n, p in params.items()):
+                if not line_search:
+                    opt.step()
+                elif all(torch.equal(start[n], p) for n, p in params.items()):
                     # a failed strong-Wolfe search (t = 0) leaves LBFGS stuck on a stale
                     # curvature memory: restart it from steepest ascent; twice in a row means
                     # no step improves L in this dtype, so stop
@@ -647,7 +653,8 @@ def maxent_irl(
                     stalled = False
         except KeyboardInterrupt:
             interrupted = True
-            restore(start)  # a step cut short may sit mid line search
+            if line_search:
+                restore(start)  # a step cut short may sit mid line search
         finally:
             bar.close()
         seconds = time.perf_counter() - tic

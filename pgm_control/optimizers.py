@@ -15,6 +15,7 @@ import typing
 import torch
 from pyro.optim import PyroOptim
 from pyro.optim.clipped_adam import ClippedAdam
+from torch.optim.adam import adam
 
 from .validation import check_positive_float
 
@@ -26,7 +27,11 @@ __all__ = [
     "NaturalGradientAscent",
     "has_natural_direction",
     "build_optimizer",
+    "LeanAdam",
 ]
+
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # the kernel behind adam(fused=True)
+_TORCH_VERSION = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
 
 OPTIMIZERS = ("natural", "lbfgs", "adam", "clipped_adam", "sgd")
 
@@ -175,3 +180,65 @@ def build_optimizer(
         f"`optimizer` must be a name in {OPTIMIZERS}, a torch optimiser class/factory, or a "
         f"pyro.optim optimiser; got {type(optimizer).__name__}"
     )
+
+
+class LeanAdam:
+    """torch's fused Adam update without ``torch.optim.Optimizer``'s per-step bookkeeping.
+
+    ``torch.optim.Adam(params, lr, fused=True).step()`` spends ~15 of its ~30 µs on a
+    profiler record, hooks and the state lookup; in a loop whose whole step is ~0.3 ms (MaxEnt
+    IRL on a 28-state table) that is 5–10%. This calls the same functional update,
+    ``torch.optim.adam.adam(..., fused=True)``, with torch's default betas and eps on the same
+    state (a float32 step count per parameter, as fused Adam keeps it): bit for bit the
+    trajectory of ``torch.optim.Adam(fused=True)`` (tested). Floating-point CPU or CUDA
+    parameters only (:meth:`supports`); ``step`` takes no closure.
+    """
+
+    def __init__(self, params, lr: float):
+        self.params = list(params)
+        if not self.supports(self.params):
+            raise TypeError("LeanAdam takes floating-point CPU or CUDA parameters (fused Adam)")
+        self.lr = check_positive_float("lr", lr)
+        self.exp_avgs = [
+            torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params
+        ]
+        self.exp_avg_sqs = [
+            torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params
+        ]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+
+    @staticmethod
+    def supports(params) -> bool:
+        """Whether fused Adam takes these parameters (real floating point, on CUDA, or on CPU
+        from torch 2.4, which added the CPU kernel)."""
+        cpu = _TORCH_VERSION >= (2, 4)
+        return all(
+            p.is_floating_point()
+            and not p.is_complex()
+            and (p.device.type == "cuda" or (cpu and p.device.type == "cpu"))
+            for p in params
+        )
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """One Adam update of the parameters that have a gradient (others keep their state)."""
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return
+        params = [self.params[i] for i in live]
+        grads = [p.grad for p in params]
+        exp_avgs = [self.exp_avgs[i] for i in live]
+        exp_avg_sqs = [self.exp_avg_sqs[i] for i in live]
+        steps = [self.steps[i] for i in live]
+        hyper = dict(amsgrad=False, lr=self.lr, beta1=0.9, beta2=0.999, weight_decay=0.0,
+                     eps=1e-8, maximize=False)  # fmt: skip
+        with torch.no_grad():
+            if _FUSED_ADAM is not None and len({(p.device, p.dtype) for p in params}) == 1:
+                # what ``adam(fused=True)`` runs for one device and dtype, minus its grouping
+                torch._foreach_add_(steps, 1)
+                _FUSED_ADAM(params, grads, exp_avgs, exp_avg_sqs, [], steps, **hyper)
+            else:
+                adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, fused=True, **hyper)

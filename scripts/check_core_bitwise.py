@@ -10,7 +10,9 @@ with the new one, and compare them with ``torch.equal``:
 
 Covers 14 MDPs (random ones with every option, an underflow-fallback one, T = 300 with scaled
 rewards, the lottery, FrozenLake 8x8, CliffWalking plain and slippery, Taxi), α from 1e-3 to
-1e2 and three ``observed_steps`` patterns: about 4,300 outputs, ~5 minutes on one core.
+1e2 and three ``observed_steps`` patterns, plus autograd through the recursions (∂/∂r, ∂/∂P,
+∂/∂π) and short ``maxent_irl`` runs (LBFGS and Adam, both backups, state and state–action
+features): about 4,370 outputs, ~5 minutes on one core.
 """
 
 import sys
@@ -19,6 +21,7 @@ import torch
 
 import pgm_control as pc
 from pgm_control.backward import soft_policy_evaluation
+from pgm_control.demonstrations import expected_counts
 
 
 def mdps():
@@ -93,8 +96,50 @@ def dump(path):
                     res[f"{name}/a={alpha}/disc{gamma}"] = (d.q, d.v, d.policy, d.iterations)
         res[name + "/psd"] = pc.policy_state_distribution(mdp, pi)
         res[name + "/samples"] = tuple(pc.sample_trajectories(mdp, pi, 500, seed=5))
+        res[name + "/grads"] = gradients(mdp, pi)
+        if S <= 64 and T <= 100:
+            res[name + "/maxent_irl"] = irl_runs(mdp, g)
     torch.save(res, path)
     print(f"{len(res)} entries -> {path}")
+
+
+def gradients(mdp, pi):
+    """Autograd through the recursions: ∂/∂(r, P, π) of log p(O), the best ELBO and π's ELBO,
+    and ∂/∂π of the occupancy (a P that requires grad takes the dynamics' graph branch)."""
+    out = []
+    for alpha in (0.7, 1.0):
+        r = mdp.reward.clone().requires_grad_()
+        P = mdp.transition.clone().requires_grad_()
+        p = pi.clone().requires_grad_()
+        m = pc.TabularMDP(P, r, mdp.initial, mdp.horizon, action_prior=mdp.action_prior)
+        total = (
+            pc.log_evidence(m, temperature=alpha)
+            + pc.optimal_elbo(m, temperature=alpha)
+            + pc.policy_elbo(m, p, temperature=alpha)
+            + (pc.policy_state_distribution(m, p) ** 2).sum()
+        )
+        out.extend([total, *torch.autograd.grad(total, (r, P, p))])
+    return tuple(out)
+
+
+def irl_runs(mdp, g):
+    """maxent_irl from state and state–action features, LBFGS and Adam, both backups."""
+    S, A = mdp.num_states, mdp.num_actions
+    expert = pc.soft_value_iteration(mdp, backup="expected").policy
+    counts = expected_counts(mdp, expert)
+    out = [counts]
+    for features in (
+        torch.randn(S, 4, generator=g, dtype=torch.float64),
+        torch.randn(S, A, 5, generator=g, dtype=torch.float64),
+    ):
+        for backup in ("expected", "optimistic"):
+            for optimizer in ("lbfgs", "adam"):
+                res = pc.maxent_irl(
+                    mdp, features, counts, steps=25, tol=0.0, optimizer=optimizer,
+                    backup=backup, progress=False,
+                )  # fmt: skip
+                out.extend([res.reward, res.policy, torch.as_tensor(res.history["log_likelihood"])])
+    return tuple(out)
 
 
 def same(a, b):

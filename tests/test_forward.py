@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import pgm_control as pc
+from pgm_control.forward import _state_distribution
 
 import brute
 
@@ -87,3 +88,36 @@ def test_policy_state_distribution_checks_learned_factors():
         pc.policy_state_distribution(mdp, pi, dynamics=torch.ones(3, 2, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="`dynamics` must have shape"):
         pc.policy_state_distribution(mdp, pi, dynamics=torch.ones(2, 3, dtype=torch.float64))
+
+
+def _occupancy_by_the_plain_loop(initial, pi, kernel):
+    """dₜ₊₁ = (dₜ·πₜ) flattened @ P flattened, stacked: the recursion as first written."""
+    T, S, A = pi.shape
+    d = [initial]
+    for t in range(T):
+        k_t = (kernel if kernel.ndim == 3 else kernel[t]).reshape(S * A, S)
+        d.append((d[t][:, None] * pi[t]).reshape(S * A) @ k_t)
+    return torch.stack(d)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_state_distribution_is_the_plain_loop_bit_for_bit_in_every_layout(dtype):
+    """``_state_distribution`` steps as (1, S) rows through one mm per step; every layout of
+    its inputs (strided p0, a policy with permuted strides or broadcast over t, per-step
+    kernels) gives the bits of the plain loop."""
+    S, A, T = 6, 3, 5
+    g = torch.Generator().manual_seed(0)
+    P = torch.softmax(torch.randn(S, A, S, generator=g, dtype=dtype), -1)
+    P_t = torch.softmax(torch.randn(T, S, A, S, generator=g, dtype=dtype), -1)
+    pi = torch.softmax(torch.randn(T, S, A, generator=g, dtype=dtype), -1)
+    p0 = torch.softmax(torch.randn(2 * S, generator=g, dtype=dtype), -1)[::2]  # stride 2
+    layouts = {
+        "plain": pi,
+        "permuted": pi.transpose(1, 2).contiguous().transpose(1, 2),
+        "broadcast": pi[0].expand(T, S, A),
+    }
+    for name, policy in layouts.items():
+        for kernel in (P, P_t):
+            got = _state_distribution(p0, policy, kernel)
+            assert got.shape == (T + 1, S)
+            assert torch.equal(got, _occupancy_by_the_plain_loop(p0, policy, kernel)), name

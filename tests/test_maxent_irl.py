@@ -663,3 +663,32 @@ def test_compile_failure_and_the_autograd_route_give_clear_errors(monkeypatch):
         maxent_irl(sparse, feats, rho, steps=2, progress=False, compile=True)
     with pytest.raises(TypeError, match="`compile` must be True or False"):
         maxent_irl(truth, feats, rho, steps=2, progress=False, compile="yes")
+
+
+def test_adam_and_sgd_step_from_the_start_point_gradient_as_torch_optimisers_do():
+    """Adam (torch's fused update without the Optimizer wrapper) and SGD evaluate, then step:
+    the weights after n steps are those of torch.optim.Adam(fused=True) / SGD driven by the same
+    gradients of L, bit for bit; inside torch.no_grad() (the autograd route needs a graph) the
+    run is the same; a start point that already meets tol is kept unmoved."""
+    truth = _tiny(seed=2)
+    feats = torch.randn(2, 2, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    rho = expected_counts(truth, pc.soft_value_iteration(truth).policy)
+    for optimizer, make in (
+        ("adam", lambda p: torch.optim.Adam([p], lr=0.05, fused=True)),
+        ("sgd", lambda p: torch.optim.SGD([p], lr=0.1)),
+    ):
+        res = maxent_irl(truth, feats, rho, steps=6, tol=0.0, optimizer=optimizer, progress=False)
+        w = torch.zeros(3, dtype=F64, requires_grad=True)
+        opt = make(w)
+        for _ in range(6):
+            opt.zero_grad()
+            (-irl_log_likelihood(truth, feats @ w, rho)).backward()
+            opt.step()
+        torch.testing.assert_close(res.params["weights"], w.detach(), rtol=0, atol=1e-14)
+        with torch.no_grad():
+            again = maxent_irl(truth, feats, rho, steps=6, tol=0.0, optimizer=optimizer,
+                               gradient="autograd", progress=False)  # fmt: skip
+        torch.testing.assert_close(again.params["weights"], w.detach(), rtol=0, atol=1e-14)
+        done = maxent_irl(truth, feats, rho, steps=6, tol=1e9, optimizer=optimizer, progress=False)
+        assert done.extra["converged"] and done.steps == 1
+        assert torch.equal(done.params["weights"], torch.zeros(3, dtype=F64))
