@@ -426,7 +426,8 @@ def maxent_irl(
             weights finite when a feature is never seen. None (default): no prior (MLE). Not
             for exact expected counts (N = ∞, where the prior's weight is zero).
         steps: optimisation steps (LBFGS: one iteration with a strong-Wolfe line search).
-        optimizer: "lbfgs" (default; L is concave for a linear reward), "adam" or "sgd".
+        optimizer: "lbfgs" (default; L is concave for a linear reward), "adam" (torch's
+            fused update, :class:`~pgm_control.optimizers.LeanAdam`) or "sgd".
         lr: learning rate; default 1.0 (lbfgs), 0.05 (adam), 0.1 (sgd).
         tol: stop once the feature residual ‖E_demos[f] − E_ψ[f]‖_∞ ≤ tol (for a neural
             reward: of the (s, a, s') counts); with ``objective="causal"`` or a prior, once
@@ -447,8 +448,8 @@ def maxent_irl(
             ends), ``objective="causal"`` and (S, A, S) features on a sparse MDP always take
             the autograd route.
         compile: opt-in: run the marginals route's evaluation through ``torch.compile``
-            (:func:`pgm_control.irl_marginals.compiled_linear_objective`), ~2× less time per
-            evaluation on small tables, where dispatching ~100 tiny torch calls is the cost,
+            (:func:`pgm_control.irl_marginals.compiled_linear_objective`), ~0.6× the time
+            per step on small tables, where dispatching ~100 tiny torch calls is the cost,
             after a compilation of tens of seconds at the first call (reported as
             ``extra["compile_seconds"]``, not in ``seconds``). The same answer to round-off.
             Raises RuntimeError if torch.compile fails (no C++ compiler), ValueError if the
