@@ -97,9 +97,11 @@ class DenseDynamics:
     def flat_transition(self) -> torch.Tensor:
         """P[s, a, s'] as an (S·A, S') matrix: a view of P, kept when P is a contiguous
         constant (a P that requires grad gets a fresh view in each graph)."""
+        if self.transition.requires_grad:  # checked each time: P may be made a leaf later
+            return self.transition.flatten(0, 1)
         if self._flat is None:
             flat = self.transition.flatten(0, 1)
-            if self.transition.requires_grad or not self.transition.is_contiguous():
+            if not self.transition.is_contiguous():
                 return flat
             self._flat = flat
         return self._flat

@@ -63,3 +63,29 @@ def test_the_view_is_not_pickled():
     assert len(pickle.dumps(dyn)) == before
     back = pickle.loads(pickle.dumps(dyn))
     assert back._flat is None and torch.equal(back.expect(v), dyn.expect(v))
+
+
+def test_a_kept_view_does_not_cut_the_gradient_of_a_P_made_a_leaf_later():
+    """A view taken while P was a constant carries no graph: once the caller turns P into a
+    leaf (``requires_grad_``), the expectation must take a fresh view, or ∂/∂P would be lost."""
+    P, r, v = _tables()
+    dyn = DenseDynamics(P, r)
+    dyn.expect(v)
+    assert dyn._flat is not None
+    P.requires_grad_()
+    (grad,) = torch.autograd.grad(dyn.expect(v).sum(), P)
+    torch.testing.assert_close(grad, v.expand(5, 3, 5), rtol=0, atol=0)
+    (grad,) = torch.autograd.grad(dyn.with_reward(r).expect(v).sum(), P)
+    torch.testing.assert_close(grad, v.expand(5, 3, 5), rtol=0, atol=0)
+
+
+def test_a_view_made_in_inference_mode_serves_autograd_in_the_value_later():
+    """maxent_irl evaluates in inference mode, so the kept view of the caller's P is made
+    there; a later differentiable use of the same MDP (gradient in V) must still work."""
+    P, r, v = _tables()
+    dyn = DenseDynamics(P, r)
+    with torch.inference_mode():
+        dyn.expect(v)
+    v = v.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(dyn.expect(v).sum(), v)
+    torch.testing.assert_close(grad, P.sum((0, 1)), rtol=0, atol=1e-15)
