@@ -90,21 +90,23 @@ class DenseDynamics:
 
     def with_reward(self, reward: torch.Tensor) -> DenseDynamics:
         """The same P with a dense (S, A, S) reward (differentiable, not validated)."""
-        _ = self.flat_transition  # made once (when it can be kept) and shared with the copy
-        return DenseDynamics(self.transition, reward, self._flat)
+        return DenseDynamics(self.transition, reward, self._kept_view())
+
+    def _kept_view(self) -> torch.Tensor | None:
+        """The (S·A, S') view of a constant, contiguous P, made once; None for any other P
+        (checked at each call: P may be made a leaf after the view was taken)."""
+        if self.transition.requires_grad:
+            return None
+        if self._flat is None and self.transition.is_contiguous():
+            self._flat = self.transition.flatten(0, 1)
+        return self._flat
 
     @property
     def flat_transition(self) -> torch.Tensor:
-        """P[s, a, s'] as an (S·A, S') matrix: a view of P, kept when P is a contiguous
-        constant (a P that requires grad gets a fresh view in each graph)."""
-        if self.transition.requires_grad:  # checked each time: P may be made a leaf later
-            return self.transition.flatten(0, 1)
-        if self._flat is None:
-            flat = self.transition.flatten(0, 1)
-            if not self.transition.is_contiguous():
-                return flat
-            self._flat = flat
-        return self._flat
+        """P[s, a, s'] as an (S·A, S') matrix: the kept view, or a fresh one (a P that
+        requires grad gets one in each graph)."""
+        kept = self._kept_view()
+        return self.transition.flatten(0, 1) if kept is None else kept
 
     def __getstate__(self):
         return {**self.__dict__, "_flat": None}  # a view: rebuilt on demand, not pickled twice

@@ -44,6 +44,16 @@ CASES = {
         "--sweep --sweep-seeds 2 --sweep-rho 0 0.9 --steps 3 --samples 16 --horizon 5",
         ["ρ = 0:", "ρ = 0.9:", "ρ = 0, K = 64:", "ρ = 0, terminal reward"],
     ),
+    "maxent_irl_slippery.py": (  # T = 100, one seed, both estimators; must PASS
+        "--smoke",
+        [
+            "T = 100: expert P(goal at T) = 0.4886",
+            "features  KL",
+            "causal    KL",
+            "information equality",
+            "overall: PASS",
+        ],
+    ),  # fmt: skip
     "model_based.py": (
         "--fl-data-seeds 1 --fl-episodes 50 --fl-steps 2000 --seeds 1 --pendulum-steps 300 "
         "--fit-steps 10 --samples 16 --plan-horizon 5",
@@ -196,16 +206,3 @@ def test_notebook_timings_pass_fail_and_the_executed_copies(tmp_path):
     assert "1/2 notebooks pass" in out
     executed = nbformat.read(out_dir / "a_ok.ipynb", as_version=4)
     assert executed.cells[0].outputs[0]["text"] == "smoke\n"  # --smoke set CI for the kernel
-
-
-def test_maxent_irl_slippery_benchmark_smoke(tmp_path):
-    """benchmarks/maxent_irl_slippery.py --smoke: T = 100, one seed, both estimators."""
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "maxent_irl_slippery.py"), "--smoke"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for text in ["T = 100: expert P(goal at T) = 0.4886", "features  KL", "causal    KL",
-                 "information equality", "overall: PASS"]:  # fmt: skip
-        assert text in proc.stdout, proc.stdout

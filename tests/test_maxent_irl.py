@@ -179,6 +179,18 @@ def test_gradient_equals_the_marginals_route(backup, dtype):
     assert (r.grad - expected).abs().max().item() < tol
 
 
+def _central_differences(f, psi, h=1e-6):
+    """(f(ψ + h·eᵢ) − f(ψ − h·eᵢ))/(2h) for each i, in float64, without a graph."""
+    psi = psi.detach().to(F64)
+    fd = torch.zeros(psi.numel(), dtype=F64)
+    with torch.no_grad():
+        for i in range(psi.numel()):
+            e = torch.zeros_like(psi)
+            e[i] = h
+            fd[i] = (f(psi + e) - f(psi - e)) / (2 * h)
+    return fd
+
+
 @pytest.mark.parametrize("backup", ["optimistic", "expected"])
 @pytest.mark.parametrize("shape", ["S", "SA", "SAS"])
 def test_gradient_equals_central_finite_differences(backup, shape):
@@ -193,15 +205,9 @@ def test_gradient_equals_central_finite_differences(backup, shape):
     reward_of = lambda w: feats @ w
     L = irl_log_likelihood(mdp, reward_of(psi), demos, temperature=0.6, backup=backup)
     (grad,) = torch.autograd.grad(L, psi)
-    h = 1e-6
-    fd = torch.zeros(3, dtype=F64)
-    with torch.no_grad():
-        for i in range(3):
-            e = torch.zeros(3, dtype=F64)
-            e[i] = h
-            up = irl_log_likelihood(mdp, reward_of(psi + e), demos, temperature=0.6, backup=backup)
-            dn = irl_log_likelihood(mdp, reward_of(psi - e), demos, temperature=0.6, backup=backup)
-            fd[i] = (up - dn) / (2 * h)
+    fd = _central_differences(
+        lambda w: irl_log_likelihood(mdp, reward_of(w), demos, temperature=0.6, backup=backup), psi
+    )
     assert torch.allclose(grad, fd, atol=1e-7, rtol=1e-6)
 
 
@@ -220,13 +226,7 @@ def test_causal_gradient_equals_central_finite_differences(dtype):
     L = irl_log_likelihood(mdp.to(dtype=dtype), feats.to(dtype) @ w, demos, **kw)
     (grad,) = torch.autograd.grad(L, w)
     assert grad.dtype == dtype
-    h, fd = 1e-6, torch.zeros(3, dtype=F64)
-    for i in range(3):
-        e = torch.zeros(3, dtype=F64)
-        e[i] = h
-        up = irl_log_likelihood(mdp, feats @ (psi + e), demos, **kw)
-        dn = irl_log_likelihood(mdp, feats @ (psi - e), demos, **kw)
-        fd[i] = (up - dn) / (2 * h)
+    fd = _central_differences(lambda w: irl_log_likelihood(mdp, feats @ w, demos, **kw), psi)
     atol = 1e-7 if dtype == F64 else 1e-4
     assert torch.allclose(grad.double(), fd, atol=atol, rtol=1e-6)
 
@@ -254,13 +254,9 @@ def test_map_optimum_balances_the_score_and_the_gaussian_prior(objective):
         mu = torch.einsum("sax,saf->f", expected_counts(blind, res.policy), feats)
         score = (mu_hat - mu) / alpha
     else:
-        score, h = torch.zeros(6, dtype=F64), 1e-6
-        for i in range(6):
-            e = torch.zeros(6, dtype=F64)
-            e[i] = h
-            up = irl_log_likelihood(blind, feats @ (psi + e), demos, **kw)
-            dn = irl_log_likelihood(blind, feats @ (psi - e), demos, **kw)
-            score[i] = (up - dn) / (2 * h)
+        score = _central_differences(
+            lambda w: irl_log_likelihood(blind, feats @ w, demos, **kw), psi
+        )
     assert torch.allclose(score, psi / (sigma**2 * 40), atol=1e-6)
     # the prior shrinks: the MLE's weights are larger
     mle = maxent_irl(blind, feats, demos, steps=200, progress=False, **kw).params["weights"]
