@@ -343,34 +343,24 @@ def _compare(model, exact, grid_points):
 
 
 @pytest.mark.slow
-def test_sac_on_the_1d_lq_problem_matches_the_closed_form():
+@pytest.mark.parametrize("problem, grid_points", [("1d", 7), ("2d", 5)])
+def test_sac_on_the_lq_problems_matches_the_closed_form(problem, grid_points):
     """SAC's actor gain and covariance, and its critic on a grid of (s, a), against
     pgm_control.soft_lqr's soft Riccati solution (read as in _compare), to the issue's
-    acceptance: gain 5%, covariance 10%, critic 5% per grid point.
+    acceptance: gain 5%, covariance 10%, critic 5% per grid point, on the 1-D problem and the
+    coupled 2-D one (gain 1×2, covariance 1×1).
 
-    Seeds 0, 1, 2 measured gain 0.1 / 0.8 / 0.3%, covariance 0.5 / 0.7 / 1.1%, critic 0.6 /
-    4.1 / 0.8% (README, "The exact check"). What is left of the critic's error is the data's
+    Seeds 0, 1, 2 measured, 1-D: gain 0.1 / 0.8 / 0.3%, covariance 0.5 / 0.7 / 1.1%, critic
+    0.6 / 4.1 / 0.8%; 2-D: gain 2.0 / 0.2 / 0.8%, covariance 0.8 / 0.8 / 0.0%, critic 2.0 /
+    2.6 / 2.6% (README, "The exact check"). What is left of the critic's error is the data's
     noise: a least-squares (LSTD) fit of the exact policy's soft Q to the same buffer is off by
-    as much (seed 1: its constant −0.518 against −0.539)."""
-    model, exact = _sac_on_lq(LQ_1D, LQ_STEPS, seed=0)
-    r = _compare(model, exact, grid_points=7)
+    as much (1-D seed 1: its constant −0.518 against −0.539)."""
+    model, exact = _sac_on_lq({"1d": LQ_1D, "2d": LQ_2D}[problem], LQ_STEPS, seed=0)
+    r = _compare(model, exact, grid_points=grid_points)
     assert r.gain_error <= 0.05
     assert r.covariance_error <= 0.10
     assert r.critic_error <= 0.05
     # the action box is wide enough that the tanh squashing is negligible on the data
-    assert model.buffer.actions[: len(model.buffer)].abs().max() <= 0.4 * 10.0
-
-
-@pytest.mark.slow
-def test_sac_on_the_2d_lq_problem_matches_the_closed_form():
-    """The same check, to the same 5% / 10% / 5%, on the coupled 2-D problem (gain 1×2,
-    covariance 1×1). Seeds 0, 1, 2 measured gain 2.0 / 0.2 / 0.8%, covariance 0.8 / 0.8 /
-    0.0%, critic 2.0 / 2.6 / 2.6% per point."""
-    model, exact = _sac_on_lq(LQ_2D, LQ_STEPS, seed=0)
-    r = _compare(model, exact, grid_points=5)
-    assert r.gain_error <= 0.05
-    assert r.covariance_error <= 0.10
-    assert r.critic_error <= 0.05
     assert model.buffer.actions[: len(model.buffer)].abs().max() <= 0.4 * 10.0
 
 
